@@ -1,0 +1,1 @@
+"""kvclaims: resident KV claim contract."""
