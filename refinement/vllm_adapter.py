@@ -1,0 +1,312 @@
+"""Version adapter: the one place that knows which vLLM release is installed.
+
+Everything in the vLLM layer (``vllm_core``, ``vllm_sched``, ``vllm_engine``) calls vLLM's
+KV-cache internals through the functions below, never directly. Each function absorbs one
+thing that moved between vLLM releases:
+
+- ``get_computed_blocks``: ``KVCacheManager.get_computed_blocks`` returns
+  ``(blocks, num_computed_tokens)`` in older releases and
+  ``(blocks, num_computed_tokens, shared_prefix_boundary)`` in 0.32.
+- ``make_kv_cache_manager``: the constructor keywords (``scheduler_block_size`` and
+  ``hash_block_size`` exist only in recent releases).
+- ``allocate_slots``: the keyword names for the prefix hit and for "do not cache".
+- ``free_queue_block_ids``: iteration of the free queue in eviction order.
+- ``make_kv_cache_config``: building a one-group full-attention ``KVCacheConfig``.
+- ``block_hasher``: ``init_none_hash`` (once per process) and the request block hasher.
+- ``make_request``: building a ``Request`` from token ids.
+- ``external_block_hash``: the form a block hash takes inside ``BlockStored`` /
+  ``BlockRemoved`` events (bytes, or a 64-bit int when
+  ``VLLM_KV_EVENTS_USE_INT_BLOCK_HASHES`` is on, the 0.32 default).
+- ``allow_cpu_block_size``: the CPU attention backend's declared kernel block sizes.
+- ``engine_scheduler``: where the in-process engine keeps its scheduler.
+
+Importing this module imports vLLM (about 7 s): import it once per process.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable
+
+import torch
+import vllm
+from vllm.sampling_params import SamplingParams
+from vllm.v1.core import kv_cache_utils
+from vllm.v1.core.kv_cache_manager import KVCacheManager
+from vllm.v1.kv_cache_interface import (
+    FullAttentionSpec,
+    KVCacheConfig,
+    KVCacheGroupSpec,
+)
+from vllm.v1.request import Request
+
+try:  # 0.10+ keeps the hash functions here
+    from vllm.utils.hashing import sha256 as _sha256
+except ImportError:  # pragma: no cover - older releases
+    from vllm.utils import sha256 as _sha256  # type: ignore[no-redef]
+
+VLLM_VERSION: str = vllm.__version__
+
+# The layer name we give the single KV-cache group of the offline configs.
+LAYER_NAME = "model.layers.0.self_attn.attn"
+
+
+def version_tuple(version: str = VLLM_VERSION) -> tuple[int, ...]:
+    """``"0.32.0"`` -> ``(0, 32, 0)``; local or dev suffixes are ignored."""
+    parts: list[int] = []
+    for piece in version.split("+")[0].split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def _accepted(fn: Callable[..., Any], wanted: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``wanted`` keyword arguments that ``fn`` accepts."""
+    params = inspect.signature(fn).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(wanted)
+    return {k: v for k, v in wanted.items() if k in params}
+
+
+# --------------------------------------------------------------------------- hashing
+
+_hashing_ready = False
+
+
+def block_hasher(block_size: int) -> Callable[[Request], list[bytes]]:
+    """The request block hasher vLLM's engine uses (sha256 chain over full blocks).
+
+    Calls ``init_none_hash`` the first time; later calls reuse the same seed, so every
+    hash computed in this process is comparable.
+    """
+    global _hashing_ready
+    if not _hashing_ready:
+        kv_cache_utils.init_none_hash(_sha256)
+        _hashing_ready = True
+    return kv_cache_utils.get_request_block_hasher(block_size, _sha256)
+
+
+def external_block_hash(block_hash: bytes) -> Any:
+    """A request block hash as it appears inside KV cache events."""
+    convert = getattr(kv_cache_utils, "maybe_convert_block_hash", None)
+    return block_hash if convert is None else convert(block_hash)
+
+
+def pool_block_hash(block: Any) -> bytes | None:
+    """The prefix hash a pool block carries (without the KV-cache group id), or None."""
+    key = block.block_hash
+    if key is None:
+        return None
+    strip = getattr(kv_cache_utils, "get_block_hash", None)
+    if strip is not None:
+        return bytes(strip(key))
+    return bytes(getattr(key, "block_hash", key))  # pragma: no cover - older tuple keys
+
+
+# ---------------------------------------------------------------- configs and managers
+
+
+def full_attention_spec(block_size: int, num_kv_heads: int = 1, head_size: int = 32,
+                        dtype: torch.dtype = torch.float32) -> FullAttentionSpec:
+    return FullAttentionSpec(**_accepted(FullAttentionSpec, dict(
+        block_size=block_size, num_kv_heads=num_kv_heads, head_size=head_size,
+        dtype=dtype)))
+
+
+def make_kv_cache_config(num_blocks: int, block_size: int,
+                         layer_names: Iterable[str] = (LAYER_NAME,)) -> KVCacheConfig:
+    """One full-attention KV-cache group, ``num_blocks`` blocks including the null block."""
+    group = KVCacheGroupSpec(list(layer_names), full_attention_spec(block_size))
+    return KVCacheConfig(num_blocks=num_blocks, kv_cache_tensors=[], kv_cache_groups=[group])
+
+
+def make_kv_cache_manager(kv_cache_config: KVCacheConfig, *, block_size: int,
+                          max_model_len: int, enable_caching: bool = True,
+                          enable_kv_cache_events: bool = True) -> KVCacheManager:
+    wanted = dict(
+        kv_cache_config=kv_cache_config,
+        max_model_len=max_model_len,
+        scheduler_block_size=block_size,
+        hash_block_size=block_size,
+        enable_caching=enable_caching,
+        enable_kv_cache_events=enable_kv_cache_events,
+    )
+    return KVCacheManager(**_accepted(KVCacheManager.__init__, wanted))
+
+
+def get_computed_blocks(manager: KVCacheManager, request: Request) -> tuple[Any, int]:
+    """The prefix-cache hit of ``request``: (blocks, number of computed tokens)."""
+    result = manager.get_computed_blocks(request)
+    return result[0], int(result[1])
+
+
+def allocate_slots(manager: KVCacheManager, request: Request, num_new_tokens: int,
+                   num_computed_tokens: int, computed_blocks: Any, *,
+                   cache: bool = True) -> Any | None:
+    """Allocate slots for ``num_new_tokens`` after a prefix hit; None when it does not fit.
+
+    ``cache=False`` allocates the same live blocks but does not enter them in the prefix
+    cache (vLLM's ``delay_cache_blocks``): no ``BlockStored`` event, no later hit, and on
+    free they go to the front of the free queue.
+    """
+    # The class's signature: an instance may carry a wrapper (see install_no_admit).
+    params = inspect.signature(type(manager).allocate_slots).parameters
+    kwargs: dict[str, Any] = {}
+    hit_name = ("num_new_computed_tokens" if "num_new_computed_tokens" in params
+                else "num_computed_tokens")
+    kwargs[hit_name] = num_computed_tokens
+    kwargs["new_computed_blocks"] = computed_blocks
+    if not cache:
+        if "delay_cache_blocks" not in params:  # pragma: no cover - older releases
+            raise NotImplementedError(
+                f"vLLM {VLLM_VERSION}: allocate_slots has no delay_cache_blocks")
+        kwargs["delay_cache_blocks"] = True
+    return manager.allocate_slots(request, num_new_tokens, **kwargs)
+
+
+def allocated_block_ids(blocks: Any) -> list[int]:
+    """Block ids of a ``KVCacheBlocks`` (single group)."""
+    ids = blocks.get_block_ids()
+    return list(ids[0]) if ids and isinstance(ids[0], (list, tuple)) else list(ids)
+
+
+def free_queue_block_ids(block_pool: Any) -> list[int]:
+    """Block ids in the free queue, in eviction order (first = next to be reused)."""
+    queue = block_pool.free_block_queue
+    if hasattr(queue, "get_all_free_blocks"):
+        return [b.block_id for b in queue.get_all_free_blocks()]
+    ids = []  # pragma: no cover - walk the linked list by hand
+    node = queue.fake_free_list_head.next_free_block
+    while node is not None and node is not queue.fake_free_list_tail:
+        ids.append(node.block_id)
+        node = node.next_free_block
+    return ids
+
+
+def null_block_id(block_pool: Any) -> int:
+    return block_pool.null_block.block_id
+
+
+def take_pool_events(manager: KVCacheManager) -> list[Any]:
+    return list(manager.take_events())
+
+
+def event_kind(event: Any) -> str:
+    """``stored``, ``removed``, ``cleared`` or the class name for anything else."""
+    return {"BlockStored": "stored", "BlockRemoved": "removed",
+            "AllBlocksCleared": "cleared"}.get(type(event).__name__, type(event).__name__)
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def sampling_params(max_tokens: int = 1, extra_args: dict[str, Any] | None = None,
+                    ) -> SamplingParams:
+    kwargs: dict[str, Any] = dict(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
+    if extra_args:
+        kwargs["extra_args"] = dict(extra_args)
+    return SamplingParams(**kwargs)
+
+
+def make_request(request_id: str, token_ids: list[int], *, block_size: int,
+                 max_tokens: int = 1, cache_salt: str | None = None,
+                 extra_args: dict[str, Any] | None = None) -> Request:
+    wanted = dict(
+        request_id=request_id,
+        prompt_token_ids=list(token_ids),
+        sampling_params=sampling_params(max_tokens, extra_args),
+        pooling_params=None,
+        eos_token_id=None,
+        cache_salt=cache_salt,
+        block_hasher=block_hasher(block_size),
+    )
+    return Request(**_accepted(Request.__init__, wanted))
+
+
+# ------------------------------------------------------------------------------ engine
+
+
+def allow_cpu_block_size(block_size: int) -> bool:
+    """Declare ``block_size`` supported by vLLM's CPU attention backend, in this process.
+
+    vLLM 0.32's CPU backend declares kernel block sizes that are multiples of 32; its
+    kernels also have a 16-token path (``vec16``). Returns True when the declaration was
+    changed (or already allowed it); False when this vLLM has no such backend.
+    """
+    try:
+        from vllm.v1.attention.backend import MultipleOf
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend
+    except ImportError:  # pragma: no cover
+        return False
+    declared = CPUAttentionBackend.get_supported_kernel_block_sizes()
+    if any((isinstance(d, int) and d == block_size)
+           or (isinstance(d, MultipleOf) and block_size % d.base == 0) for d in declared):
+        return True
+    widened = list(declared) + [MultipleOf(block_size)]
+    CPUAttentionBackend.get_supported_kernel_block_sizes = staticmethod(
+        lambda kv_cache_spec=None: list(widened))
+    return True
+
+
+def engine_scheduler(llm: Any) -> Any:
+    """The scheduler of an in-process ``vllm.LLM`` (V1 engine, no multiprocessing)."""
+    core = llm.llm_engine.engine_core
+    inner = getattr(core, "engine_core", None)
+    if inner is None:
+        raise RuntimeError("the engine is not in-process: set "
+                           "VLLM_ENABLE_V1_MULTIPROCESSING=0 before building vllm.LLM")
+    return inner.scheduler
+
+
+def scheduler_kv_cache_manager(scheduler: Any) -> KVCacheManager:
+    return scheduler.kv_cache_manager
+
+
+def install_event_recorder(scheduler: Any) -> list[Any]:
+    """Replace the scheduler's KV-event publisher by one that keeps every event here.
+
+    The scheduler drains ``take_events()`` itself at the end of each step and hands the
+    batch to its publisher; the returned list receives those events in order.
+    """
+    recorded: list[Any] = []
+
+    class _Recorder:
+        def publish(self, batch: Any) -> None:
+            recorded.extend(batch.events)
+
+        def shutdown(self) -> None:
+            return None
+
+    scheduler.kv_event_publisher = _Recorder()
+    return recorded
+
+
+def install_no_admit(manager: KVCacheManager, denies_reuse: Callable[[Request], bool]
+                     ) -> None:
+    """Make ``manager`` allocate without caching for requests ``denies_reuse`` selects.
+
+    This is how "write no-admit" (deny future reuse) is lowered onto a stock scheduler:
+    the request's live blocks are allocated exactly as usual, but vLLM's own
+    ``delay_cache_blocks`` keeps them out of the prefix cache, so they are never hashed,
+    never hit, emit no ``BlockStored`` and return to the front of the free queue.
+    """
+    original = manager.allocate_slots
+
+    def allocate_slots(request: Request, *args: Any, **kwargs: Any) -> Any:
+        if denies_reuse(request):
+            kwargs["delay_cache_blocks"] = True
+        return original(request, *args, **kwargs)
+
+    manager.allocate_slots = allocate_slots  # type: ignore[method-assign]
+
+
+def denies_future_reuse(request: Request) -> bool:
+    """True when the request's ``extra_args`` carry ``kvclaims_admit_future_reuse=False``."""
+    params = getattr(request, "sampling_params", None)
+    extra = getattr(params, "extra_args", None) or {}
+    return extra.get(ADMIT_FUTURE_REUSE_KEY, True) is False
+
+
+ADMIT_FUTURE_REUSE_KEY = "kvclaims_admit_future_reuse"
