@@ -164,8 +164,12 @@ def apply_victims(ops, cfg, pol: Policy, s: State, take_cached, take, head, ev: 
         c = replace(c, end_seq=ops.If(harm, seq, c.end_seq),
                     harm_unclaimed=ops.Or(c.harm_unclaimed,
                                           ops.And(harm, ops.Not(responsible(ops, before[i])))))
-        late_to = ops.If(overdue(ops, s.clock, cc, before[i]), int(CS.EXPIRED), int(CS.DEMOTED))
-        seq = ev.emit(announce[i], "claim_demoted_or_expired", claim_id=i, late=True)
+        was_overdue = overdue(ops, s.clock, cc, before[i])
+        late_to = ops.If(was_overdue, int(CS.EXPIRED), int(CS.DEMOTED))
+        ev.emit(ops.And(announce[i], was_overdue), "claim_expired", claim_id=i, late=True)
+        # exactly one of the two fires, so the log's seq is that event's
+        seq = ev.emit(ops.And(announce[i], ops.Not(was_overdue)), "claim_demoted", claim_id=i,
+                      late=True)
         c = replace(c, status=ops.If(announce[i], late_to, c.status),
                     obs_status=ops.If(announce[i], late_to, c.obs_status),
                     end_seq=ops.If(announce[i], seq, c.end_seq))

@@ -9,6 +9,15 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 
+# Event types shared by the spec, the MicroRuntime's telemetry and the vLLM arbiter.
+EVENT_TYPES = (
+    "claim_submitted", "claim_accepted", "claim_rejected", "claim_materialized",
+    "claim_harmed", "claim_demoted", "claim_expired", "claim_released", "release_denied",
+    "conflict", "request_admitted", "request_deferred", "request_refused", "request_finished",
+    "victim", "object_stored", "prefix_hit",
+)
+
+
 @dataclass(frozen=True)
 class Event:
     seq: int
@@ -27,6 +36,7 @@ class EventLog:
 
     def emit(self, cond, type_: str, **fields):
         """Emit `type_` when `cond` holds; returns the sequence number it would carry."""
+        assert type_ in EVENT_TYPES, type_
         self.seq = self.seq + self.ops.If(cond, 1, 0)
         if self.events is not None and cond:
             self.events.append(Event(self.seq, type_, dict(fields)))
