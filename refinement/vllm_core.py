@@ -226,7 +226,60 @@ class AdmitResult:
     num_cached_tokens: int
 
 
-class VllmCore:
+class PoolObserver:
+    """Observation shared by the core, Scheduler and engine drivers.
+
+    Subclasses set ``manager`` (vLLM's KVCacheManager), ``block_pool``, ``registry``,
+    ``block_size`` and ``_events`` (raw vLLM events in order), and say which request
+    ids are live and under which id vLLM knows them (``_live_ids``).
+    """
+
+    manager: Any
+    block_pool: Any
+    registry: ObjectRegistry
+    block_size: int
+    num_blocks: int
+    _events: list[Any]
+    _unobserved: int = 0
+
+    @property
+    def usable_blocks(self) -> int:
+        return self.num_blocks - 1
+
+    def _live_ids(self) -> Mapping[str, str]:
+        raise NotImplementedError
+
+    def _prompt(self, request_id: str, n_blocks: int, prefix_object: str | None
+                ) -> tuple[list[int], str | None]:
+        """A fresh prompt, starting with ``prefix_object``'s blocks when one is named."""
+        tokens = fresh_token_ids(request_id, n_blocks, self.block_size)
+        if prefix_object is None:
+            return tokens, None
+        obj = self.registry.objects[prefix_object]
+        k = min(len(obj.token_ids), len(tokens))
+        tokens[:k] = obj.token_ids[:k]
+        return tokens, obj.salt
+
+    def _drain(self) -> None:
+        # Events of frees done outside a scheduler step wait in the pool: collect them.
+        self._events.extend(va.take_pool_events(self.manager))
+
+    @property
+    def event_log(self) -> list[PoolEvent]:
+        """Every pool event so far, resolved against the objects known now."""
+        self._drain()
+        return convert_events(self._events, self.registry)
+
+    def observe(self) -> PoolSnapshot:
+        self._drain()
+        new_events = convert_events(self._events[self._unobserved:], self.registry)
+        self._unobserved = len(self._events)
+        requests = {rid: va.allocated_block_ids(self.manager.get_blocks(internal))
+                    for rid, internal in self._live_ids().items()}
+        return snapshot_pool(self.block_pool, self.registry, requests, new_events)
+
+
+class VllmCore(PoolObserver):
     """vLLM's KVCacheManager + BlockPool built offline and driven directly."""
 
     def __init__(self, num_blocks: int, block_size: int = BLOCK_SIZE,
@@ -243,12 +296,10 @@ class VllmCore:
         self.block_pool = self.manager.block_pool
         self.registry = ObjectRegistry()
         self.live: dict[str, Any] = {}  # request id -> vLLM Request
-        self._raw_events: list[Any] = []  # vLLM events, resolved to objects on observe()
-        self._unobserved = 0
+        self._events: list[Any] = []
 
-    @property
-    def usable_blocks(self) -> int:
-        return self.num_blocks - 1
+    def _live_ids(self) -> Mapping[str, str]:
+        return {rid: rid for rid in self.live}
 
     def _run(self, request_id: str, token_ids: list[int], *, cache: bool,
              salt: str | None = None) -> tuple[Any, AdmitResult]:
@@ -286,13 +337,7 @@ class VllmCore:
         With ``prefix_object`` the prompt starts with that object's blocks (as many as fit
         in ``n_blocks``) and continues with fresh tokens.
         """
-        tokens = fresh_token_ids(request_id, n_blocks, self.block_size)
-        salt = None
-        if prefix_object is not None:
-            obj = self.registry.objects[prefix_object]
-            k = min(len(obj.token_ids), len(tokens))
-            tokens[:k] = obj.token_ids[:k]
-            salt = obj.salt
+        tokens, salt = self._prompt(request_id, n_blocks, prefix_object)
         req, result = self._run(request_id, tokens, cache=admit_future_reuse, salt=salt)
         if result.admitted:
             self.live[request_id] = req
@@ -303,20 +348,3 @@ class VllmCore:
         req = self.live.pop(request_id)
         self.manager.free(req)
         self._drain()
-
-    def _drain(self) -> None:
-        self._raw_events.extend(va.take_pool_events(self.manager))
-
-    @property
-    def event_log(self) -> list[PoolEvent]:
-        """Every pool event so far, resolved against the objects known now."""
-        self._drain()
-        return convert_events(self._raw_events, self.registry)
-
-    def observe(self) -> PoolSnapshot:
-        self._drain()
-        new_events = convert_events(self._raw_events[self._unobserved:], self.registry)
-        self._unobserved = len(self._raw_events)
-        requests = {rid: va.allocated_block_ids(self.manager.get_blocks(rid))
-                    for rid in self.live}
-        return snapshot_pool(self.block_pool, self.registry, requests, new_events)

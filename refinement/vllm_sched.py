@@ -40,9 +40,7 @@ from kvclaims.refinement.vllm_core import (
     BLOCK_SIZE,
     AdmitResult,
     ObjectRegistry,
-    PoolSnapshot,
-    convert_events,
-    fresh_token_ids,
+    PoolObserver,
     object_token_ids,
     snapshot_pool,
 )
@@ -63,7 +61,7 @@ class StepOutcome:
     finished: bool
 
 
-class SteppedDriver:
+class SteppedDriver(PoolObserver):
     """Shared materialize/admit/finish/observe over a scheduler that runs in steps."""
 
     block_size: int
@@ -73,11 +71,13 @@ class SteppedDriver:
     def _setup_observation(self) -> None:
         self.manager = va.scheduler_kv_cache_manager(self.scheduler)
         self.block_pool = self.manager.block_pool
-        self._recorded = va.install_event_recorder(self.scheduler)
+        self._events = va.install_event_recorder(self.scheduler)
         va.install_no_admit(self.manager, va.denies_future_reuse)
         self.registry = ObjectRegistry()
         self.live: dict[str, str] = {}  # our request id -> the scheduler's request id
-        self._unobserved = 0
+
+    def _live_ids(self) -> dict[str, str]:
+        return dict(self.live)
 
     # subclasses: submit a request, run one step, abort a request
     def _submit(self, request_id: str, token_ids: list[int], max_tokens: int,
@@ -89,10 +89,6 @@ class SteppedDriver:
 
     def _abort(self, request_id: str) -> None:
         raise NotImplementedError
-
-    @property
-    def usable_blocks(self) -> int:
-        return self.num_blocks - 1
 
     def _run(self, request_id: str, token_ids: list[int], *, max_tokens: int,
              admit_future_reuse: bool = True, salt: str | None = None
@@ -121,13 +117,7 @@ class SteppedDriver:
 
     def admit(self, request_id: str, n_blocks: int, admit_future_reuse: bool = True,
               prefix_object: str | None = None) -> AdmitResult:
-        tokens = fresh_token_ids(request_id, n_blocks, self.block_size)
-        salt = None
-        if prefix_object is not None:
-            obj = self.registry.objects[prefix_object]
-            k = min(len(obj.token_ids), len(tokens))
-            tokens[:k] = obj.token_ids[:k]
-            salt = obj.salt
+        tokens, salt = self._prompt(request_id, n_blocks, prefix_object)
         internal, outcome = self._run(request_id, tokens, max_tokens=LIVE_MAX_TOKENS,
                                       admit_future_reuse=admit_future_reuse, salt=salt)
         if outcome is None or outcome.num_cached_tokens is None:
@@ -142,26 +132,9 @@ class SteppedDriver:
         self.live.pop(request_id)
         self._abort(request_id)
 
-    def _drain(self) -> None:
-        # Events of frees done outside a step stay in the pool until the next step.
-        self._recorded.extend(va.take_pool_events(self.manager))
-
     def observe_objects(self) -> dict[str, tuple[int | None, ...]]:
         snap = snapshot_pool(self.block_pool, self.registry, {}, ())
         return {oid: o.block_ids for oid, o in snap.objects.items()}
-
-    @property
-    def event_log(self) -> list[Any]:
-        self._drain()
-        return convert_events(self._recorded, self.registry)
-
-    def observe(self) -> PoolSnapshot:
-        self._drain()
-        new_events = convert_events(self._recorded[self._unobserved:], self.registry)
-        self._unobserved = len(self._recorded)
-        requests = {rid: va.allocated_block_ids(self.manager.get_blocks(internal))
-                    for rid, internal in self.live.items()}
-        return snapshot_pool(self.block_pool, self.registry, requests, new_events)
 
 
 def build_vllm_config(num_blocks: int, block_size: int = BLOCK_SIZE,
