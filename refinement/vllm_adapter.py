@@ -55,10 +55,16 @@ def version_tuple(version: str = VLLM_VERSION) -> tuple[int, ...]:
     """``"0.32.0"`` -> ``(0, 32, 0)``; local or dev suffixes are ignored."""
     parts: list[int] = []
     for piece in version.split("+")[0].split("."):
-        digits = "".join(ch for ch in piece if ch.isdigit())
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
         if not digits:
             break
         parts.append(int(digits))
+        if len(digits) < len(piece):  # "0rc1": a pre-release tag ends the release part
+            break
     return tuple(parts)
 
 

@@ -44,6 +44,9 @@ from kvclaims.refinement.vllm_model import ensure_tiny_llama  # noqa: E402
 from kvclaims.refinement.vllm_sched import StepOutcome, SteppedDriver  # noqa: E402
 
 
+GPU_MEMORY_UTILIZATION = 0.25
+
+
 class VllmEngine(SteppedDriver):
     """An in-process ``vllm.LLM`` with a pool of ``num_blocks`` blocks of ``block_size``."""
 
@@ -67,6 +70,9 @@ class VllmEngine(SteppedDriver):
             dtype="float32",
             enforce_eager=True,
             seed=0,
+            # On the CPU backend this is the fraction of the NUMA node's memory that must
+            # be free at start-up; the pool itself is fixed by num_gpu_blocks_override.
+            gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
             kv_events_config={"enable_kv_cache_events": True, "publisher": "null"},
         )
         self.engine = self.llm.llm_engine
