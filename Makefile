@@ -40,3 +40,11 @@ $(VLLM_STAMP): $(STAMP) pyproject.toml
 	-$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
 	$(BIN)/python -c "import vllm"
 	touch $@
+
+.PHONY: test-vllm vllm-facts
+
+test-vllm: $(VLLM_STAMP)
+	$(BIN)/python -m pytest tests/vllm
+
+vllm-facts: $(VLLM_STAMP)
+	$(BIN)/python bench/vllm_facts.py --engine
