@@ -1,0 +1,182 @@
+"""The MicroRuntime as a refinement target, and the abstraction function from its block-level
+state to the spec's state (kvclaims.spec.view.refinement_view's shape).
+
+Slot i of a spec Config is object "obj{i}" with claim "c{i}" (owner "tenant{owner}", cache
+identity "identity-{identity}"); request slot j is "r{j}", a prompt of `need` fresh blocks.
+The runtime resolves the spec's nondeterminism by itself (free blocks first, then LRU order,
+tail first); `apply` reports the choices it made under the spec's choice names, read off what
+physically happened (which positions of which objects it lost)."""
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Tuple
+
+from kvclaims.model.claims import CacheIdentity, ClaimSpec, Predicate
+from kvclaims.model.runtime import MicroRuntime, RuntimeUsageError, Victim
+from kvclaims.model.telemetry import Telemetry
+from kvclaims.spec.actions import Step, complete_choices
+from kvclaims.spec.policy import Naming, Policy
+from kvclaims.spec.state import Config, NO_DURATION
+from kvclaims.spec.vocab import ClaimStatus, Mode, RequestStatus
+
+from .target import Applied
+
+BLOCK_SIZE = 16
+
+
+def object_tokens(i: int, n_blocks: int) -> List[int]:
+    return [1_000_000 * (i + 1) + t for t in range(n_blocks * BLOCK_SIZE)]
+
+
+def request_tokens(j: int, n_blocks: int) -> List[int]:
+    return [-1_000_000 * (j + 1) - t for t in range(n_blocks * BLOCK_SIZE)]
+
+
+def identity(n: int) -> CacheIdentity:
+    return CacheIdentity(salt_namespace=f"identity-{n}", block_size=BLOCK_SIZE)
+
+
+def claim_spec(cfg: Config, i: int) -> ClaimSpec:
+    cc = cfg.claims[i]
+    return ClaimSpec(claim_id=f"c{i}", owner_scope=f"tenant{cc.owner}",
+                     cache_identity=identity(cc.identity), object_id=f"obj{i}",
+                     predicate=Predicate(cc.pred_start, cc.pred_len),
+                     footprint_blocks=cc.footprint, protection_mode=Mode(cc.mode),
+                     duration=None if cc.duration == NO_DURATION else cc.duration)
+
+
+def slot_of(name: Optional[str]) -> Optional[int]:
+    """"c3" / "r1" / "obj2" -> 3 / 1 / 2."""
+    if name is None:
+        return None
+    return int(name.lstrip("cobjr"))
+
+
+class ModelTarget:
+    name = "model"
+
+    def __init__(self, run_id: Optional[str] = None):
+        self.run_id = run_id
+        self.rt: Optional[MicroRuntime] = None
+
+    def reset(self, cfg: Config, policy: Policy) -> None:
+        self.cfg, self.policy = cfg, policy
+        self.rt = MicroRuntime(cfg.usable + 1, policy, protected_cap_blocks=cfg.cap,
+                               block_size=BLOCK_SIZE, telemetry=Telemetry(run_id=self.run_id))
+        for i, cc in enumerate(cfg.claims):
+            self.rt.register_object(f"obj{i}", object_tokens(i, cc.footprint),
+                                    identity(cc.identity))
+        for j, rc in enumerate(cfg.requests):
+            self.rt.new_request(f"r{j}", request_tokens(j, rc.need), identity(rc.identity))
+        self._seen = 0
+
+    # --- steps ------------------------------------------------------------------------------------
+
+    def apply(self, step: Step) -> Applied:
+        rt, K = self.rt, self.cfg.K
+        given = complete_choices(self.cfg, self.policy, step)
+        a, sl = step.action, step.slots
+        try:
+            if a == "submit":
+                rt.submit_claim(claim_spec(self.cfg, sl[0]), decide=False)
+                return Applied(True)
+            if a == "accept":
+                return Applied(rt.accept(f"c{sl[0]}"))
+            if a == "reject":
+                return Applied(rt.reject(f"c{sl[0]}", "operator"))
+            if a == "materialize":
+                return Applied(rt.materialize(f"obj{sl[0]}"))
+            if a == "admit":
+                before = self._intervals()
+                res = rt.admit(f"r{sl[0]}", admit_future_reuse=given["admit"])
+                if not res.taken:
+                    return Applied(False, note=res.note)
+                return Applied(True, (("admit", res.admit_future_reuse),)
+                               + self._victim_choices(res.victims, before))
+            if a == "finish":
+                return Applied(rt.finish(f"r{sl[0]}"))
+            if a == "evict":
+                before = self._intervals()
+                v = rt.evict_object_block(f"obj{sl[0]}")
+                if v is None:
+                    return Applied(False)
+                head = dict(self._victim_choices([v], before))[f"head[{sl[0]}]"]
+                return Applied(True, (("head", head),))
+            if a == "evict_cached":
+                return Applied(rt.evict_cached_block() is not None)
+            if a == "tick":
+                rt.tick()
+                return Applied(True)
+            if a == "demote":
+                return Applied(rt.demote_claim(f"c{sl[1]}", f"r{sl[0]}"))
+            if a == "release":
+                actor = given["actor"]
+                return Applied(rt.release_claim(f"c{sl[0]}", f"tenant{actor}"),
+                               (("actor", actor),))
+            if a in ("defer", "refuse"):
+                ok = (rt.defer if a == "defer" else rt.refuse)(f"r{sl[0]}")
+                if not ok or self.policy.naming == Naming.EXACT:
+                    return Applied(ok)
+                named = rt.requests[f"r{sl[0]}"].named
+                return Applied(True, tuple((f"name[{i}]", f"c{i}" in named) for i in range(K)))
+            if a == "reuse":
+                return Applied(rt.reuse(f"r{sl[0]}", f"obj{sl[1]}") > 0)
+        except RuntimeUsageError as e:
+            return Applied(False, note=str(e))
+        raise ValueError(f"unknown action {a}")
+
+    def _intervals(self) -> Dict[int, Tuple[int, ...]]:
+        return {i: tuple(self.rt.objects[f"obj{i}"].positions()) for i in range(self.cfg.K)}
+
+    def _victim_choices(self, victims, before) -> Tuple[Tuple[str, Any], ...]:
+        """take_cached, take[i], head[i] as the spec names them, from the positions lost:
+        head[i] when the lost positions are the lowest resident ones and not the highest."""
+        K = self.cfg.K
+        take = [0] * K
+        lost: Dict[int, List[int]] = {i: [] for i in range(K)}
+        cached = 0
+        for v in victims:
+            if v.object_id is None:
+                cached += 1
+            else:
+                i = slot_of(v.object_id)
+                take[i] += 1
+                lost[i].append(v.position)
+        out = [("take_cached", cached)] + [(f"take[{i}]", take[i]) for i in range(K)]
+        for i in range(K):
+            ps, gone = before[i], sorted(lost[i])
+            tail = list(ps[len(ps) - len(gone):]) == gone if gone else True
+            out.append((f"head[{i}]", bool(gone) and not tail and list(ps[:len(gone)]) == gone))
+        return tuple(out)
+
+    # --- abstraction --------------------------------------------------------------------------------
+
+    def view(self) -> Dict[str, Any]:
+        """The abstraction function: block-level state -> refinement_view shape.  An object whose
+        resident positions are not an interval shows them all (a divergence by itself)."""
+        rt = self.rt
+        out: Dict[str, Any] = {"clock": rt.clock, "empty": rt.pool.unhashed_free,
+                               "cached": rt.ordinary_cached()}
+        for i in range(self.cfg.K):
+            obj = rt.objects[f"obj{i}"]
+            iv = obj.interval()
+            lo, hi = iv if iv is not None else (("non-interval", tuple(obj.positions())),) * 2
+            c = rt.claims.get(f"c{i}")
+            out[f"claims[{i}].lo"] = lo
+            out[f"claims[{i}].hi"] = hi
+            out[f"claims[{i}].status"] = int(c.status) if c else int(ClaimStatus.NONE)
+        for j in range(self.cfg.R):
+            r = rt.requests[f"r{j}"]
+            out[f"requests[{j}].status"] = int(r.status)
+            out[f"requests[{j}].live"] = len(r.blocks)
+            out[f"requests[{j}].admit"] = r.admit_future_reuse
+            out[f"requests[{j}].named"] = tuple(f"c{i}" in r.named for i in range(self.cfg.K))
+        return out
+
+    def events(self) -> List[Dict[str, Any]]:
+        return self.rt.telemetry.events
+
+    def new_events(self) -> List[Dict[str, Any]]:
+        """Events emitted since the previous call."""
+        evs = self.rt.telemetry.events[self._seen:]
+        self._seen = len(self.rt.telemetry.events)
+        return evs
