@@ -224,6 +224,22 @@ STRENGTHENING: Dict[str, Invariant] = {o.id: o for o in (
 )}
 
 
+# Which strengthening invariants each obligation needs (a minimal support found by dropping
+# them one at a time; tests/test_induction.py re-proves both facts).  O3, O4 and O9 are true
+# but not inductive on their own:
+#   O3 alone fails on admit: a claim on record might be overdue, so the time-aware allocator
+#      could take its blocks; S5 (no overdue claim on record) and S3 rule that out.
+#   O4 alone fails on admit: a protecting claim on record might already have lost a block; S4
+#      (protected claims are intact) rules that out, itself resting on S3 and S5, and O9's
+#      "end events are in the past" makes a later loss carry a larger sequence number.
+#   O9 alone fails on accept: a claim not yet accepted might carry stale sequence numbers (S3).
+SUPPORT = {
+    "O3": ("S3", "S5"),
+    "O4": ("S3", "S4", "S5", "O9"),
+    "O9": ("S3",),
+}
+
+
 # --- configuration well-formedness -----------------------------------------------------------
 
 def config_errors(ops, cfg: Config):

@@ -1,0 +1,110 @@
+"""The manifest of expected results (as tlaplus/Examples keeps manifest.json): per policy and
+obligation the expected verdict (and counterexample length), per seeded mutation the
+obligations that must catch it, per conformant policy the expected non-vacuity witnesses.
+Other engineers' sections (state_spaces) are carried through untouched."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+DEFAULT_PATH = Path(__file__).with_name("manifest.json")
+VERDICTS = ("proved", "violated", "unknown")
+
+
+class ManifestError(Exception):
+    pass
+
+
+def load(path: Path) -> Dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"manifest {path} does not exist")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ManifestError(f"manifest {path} is not valid JSON: {e}")
+    if not isinstance(data, dict):
+        raise ManifestError(f"manifest {path}: top level must be an object")
+    for key in ("verdicts", "mutations", "sometimes"):
+        if not isinstance(data.get(key), dict):
+            raise ManifestError(f"manifest {path}: missing or malformed '{key}' object")
+    for pol, obs in data["verdicts"].items():
+        if not isinstance(obs, dict):
+            raise ManifestError(f"manifest {path}: verdicts.{pol} must be an object")
+        for ob, v in obs.items():
+            if not isinstance(v, dict) or v.get("verdict") not in VERDICTS:
+                raise ManifestError(f"manifest {path}: verdicts.{pol}.{ob} needs a verdict in "
+                                    f"{VERDICTS}")
+            if v["verdict"] == "violated" and not isinstance(v.get("depth"), int):
+                raise ManifestError(f"manifest {path}: verdicts.{pol}.{ob} is violated "
+                                    f"without an integer depth")
+    for mut, v in data["mutations"].items():
+        if not isinstance(v, dict) or not isinstance(v.get("caught_by"), dict):
+            raise ManifestError(f"manifest {path}: mutations.{mut} needs a caught_by object")
+    for pol, gs in data["sometimes"].items():
+        if not isinstance(gs, dict) or not all(d is None or isinstance(d, int)
+                                               for d in gs.values()):
+            raise ManifestError(f"manifest {path}: sometimes.{pol} must map goals to a depth "
+                                f"or null")
+    return data
+
+
+def compare(manifest, policy_runs, mutation_runs, sometimes_runs) -> List[str]:
+    """Mismatches between what ran and what the manifest expects, one line each."""
+    bad = []
+    for run in policy_runs:
+        exp = manifest["verdicts"].get(run.policy)
+        if exp is None:
+            bad.append(f"{run.policy}: not in the manifest")
+            continue
+        for v in run.verdicts:
+            e = exp.get(v.obligation)
+            got = (v.verdict, v.depth if v.verdict == "violated" else None)
+            want = (e["verdict"], e.get("depth") if e["verdict"] == "violated" else None) \
+                if e else None
+            if got != want:
+                bad.append(f"{run.policy} {v.obligation}: expected {_fmt(want)}, got {_fmt(got)}")
+    for run in mutation_runs:
+        name = run.policy.split("/", 1)[1]
+        exp = manifest["mutations"].get(name)
+        got = {v.obligation: v.depth for v in run.verdicts if v.verdict == "violated"}
+        if exp is None:
+            bad.append(f"mutation {name}: not in the manifest")
+        elif not got:
+            bad.append(f"mutation {name}: NOT caught by any obligation")
+        elif got != exp["caught_by"]:
+            bad.append(f"mutation {name}: expected caught by {exp['caught_by']}, got {got}")
+    for s in sometimes_runs:
+        exp = manifest["sometimes"].get(s.policy, {})
+        if s.goal not in exp:
+            bad.append(f"sometimes {s.policy} {s.goal}: not in the manifest")
+        elif exp[s.goal] != s.depth:
+            bad.append(f"sometimes {s.policy} {s.goal}: expected depth {exp[s.goal]}, "
+                       f"got {s.depth}")
+    return bad
+
+
+def _fmt(v: Tuple) -> str:
+    if v is None:
+        return "nothing"
+    return v[0] + (f" at depth {v[1]}" if v[1] is not None else "")
+
+
+def updated(manifest, policy_runs, mutation_runs, sometimes_runs) -> Dict[str, Any]:
+    """The manifest with the ran sections replaced by what ran (for --write-manifest)."""
+    m = dict(manifest)
+    m.setdefault("verdicts", {})
+    m.setdefault("mutations", {})
+    m.setdefault("sometimes", {})
+    for run in policy_runs:
+        m["verdicts"][run.policy] = {
+            v.obligation: ({"verdict": v.verdict, "depth": v.depth} if v.verdict == "violated"
+                           else {"verdict": v.verdict}) for v in run.verdicts}
+    for run in mutation_runs:
+        m["mutations"][run.policy.split("/", 1)[1]] = {
+            "mutant_of": run.policy.split("/", 1)[0],
+            "caught_by": {v.obligation: v.depth for v in run.verdicts
+                          if v.verdict == "violated"}}
+    for s in sometimes_runs:
+        m["sometimes"].setdefault(s.policy, {})[s.goal] = s.depth
+    return m
