@@ -313,7 +313,7 @@ class MicroRuntime:
         spec = validate_claim(spec, obj.n_blocks if obj else None)
         if spec.claim_id in self.claims:
             self._emit("claim_rejected", claim_id=spec.claim_id, object_id=spec.object_id,
-                       reason="duplicate claim_id")
+                       reason="duplicate claim_id", duplicate=True)
             return Decision(spec.claim_id, False, "duplicate claim_id")
         c = ClaimRecord(spec, len(self.claims))
         self.claims[spec.claim_id] = c

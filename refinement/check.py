@@ -155,7 +155,9 @@ class Refiner:
         if not app.taken:
             allowed = enabled(C, cfg, pol, s, step, complete_choices(cfg, pol, step))
             diff = tuple(view_diff(refinement_view(s), self.target.view()))
-            ev = tuple(f"declined but emitted {e['type']}" for e in (got or ()))
+            # a declined step changes nothing; it may only report that it was turned away
+            ev = tuple(f"declined but emitted {e['type']}" for e in (got or ())
+                       if not e.get("duplicate"))
             return StepReport(self.index, step.label(), False, allowed, app.choices, diff, ev,
                               broken_obligations(cfg, pol, s), app.note)
         merged = dict(step.choices)

@@ -77,8 +77,8 @@ class ModelTarget:
         a, sl = step.action, step.slots
         try:
             if a == "submit":
-                rt.submit_claim(claim_spec(self.cfg, sl[0]), decide=False)
-                return Applied(True)
+                d = rt.submit_claim(claim_spec(self.cfg, sl[0]), decide=False)
+                return Applied(d.reason == "pending", note=d.reason)
             if a == "accept":
                 return Applied(rt.accept(f"c{sl[0]}"))
             if a == "reject":
