@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import List
 
-from kvclaims.cli import EXIT_OK, EXIT_UNEXPECTED, UsageError
+from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
 from kvclaims.spec.obligations import OBLIGATIONS
 from kvclaims.spec.policy import CONFORMANT, MUTATIONS, POLICIES
 

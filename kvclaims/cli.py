@@ -14,11 +14,8 @@ SUBCOMMANDS = {
     "check": "kvclaims.checker.cli_check:main",
 }
 
-EXIT_OK, EXIT_UNEXPECTED, EXIT_USAGE, EXIT_INTERNAL = 0, 12, 2, 255
-
-
-class UsageError(Exception):
-    """Bad usage or bad input: reported as one line, exit 2."""
+from kvclaims.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNEXPECTED,  # noqa: F401
+                             EXIT_USAGE, UsageError)
 
 
 def main(argv=None) -> int:
