@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 check-spec: $(STAMP)
 	$(BIN)/kvclaims check
 
-test: $(STAMP)
+test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest
 
 bench-spec: $(STAMP)
