@@ -17,15 +17,18 @@ abstraction onto the spec's state lives in kvclaims.refinement.model_target.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from kvclaims.spec.policy import Naming, Policy, policy_by_name
-from kvclaims.spec.vocab import (ClaimStatus as CS, Feasibility, Mode, PROTECTED_MODES,
-                                 RESPONSIBLE, RequestStatus as RS, UNMODELLED_MODES)
+from kvclaims.spec.vocab import (ClaimStatus as CS, Feasibility, Lowering, Mode,
+                                 PROTECTED_MODES, RESPONSIBLE, RequestStatus as RS,
+                                 UNMODELLED_MODES, lowering_verdict)
 
 from .attention import Attention, chunks, live_blocks_required
-from .claims import CacheIdentity, ClaimError, ClaimSpec, MODE_NAMES, validate_claim
+from .claims import (CacheIdentity, ClaimError, ClaimSpec, MODE_NAMES, parse_mode,
+                     validate_claim)
 from .pool import BlockPool
 from .telemetry import Telemetry
 
@@ -46,6 +49,12 @@ def block_hashes(tokens: Sequence[int], identity: CacheIdentity, block_size: int
         parent = hash((parent, tuple(tokens[p * block_size:(p + 1) * block_size])))
         out.append(parent)
     return out
+
+
+def synthetic_tokens(name: str, n_blocks: int, block_size: int = 16) -> List[int]:
+    """n_blocks full blocks of token ids fixed by `name` (no model runs: tokens are ints)."""
+    base = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big") * 1_000_000
+    return [base + t for t in range(n_blocks * block_size)]
 
 
 @dataclass
@@ -522,10 +531,14 @@ class MicroRuntime:
     def _named(self) -> Tuple[str, ...]:
         if self.policy.naming == Naming.EXACT:
             return self.blocking_claims()
-        if self.policy.naming == Naming.SUBSET:      # forgets all but the first
-            return self.blocking_claims()[:1]
+        if self.policy.naming == Naming.SUBSET:      # forgets the latest blocking claim
+            return self.blocking_claims()[:-1]
         # misattribution: every claim on record, whether or not it holds a protected block
         return tuple(c.spec.claim_id for c in self._claims_in_order() if c.status in RESPONSIBLE)
+
+    def lowering(self, mode) -> Lowering:
+        """O7 capability honesty: what this runtime's primitive is worth for a mode."""
+        return lowering_verdict(self.policy.primitive, parse_mode(mode))
 
     def feasibility(self, request_id: str) -> Feasibility:
         need = self._request(request_id).live_required
