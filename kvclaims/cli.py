@@ -12,6 +12,8 @@ import traceback
 
 SUBCOMMANDS = {
     "check": "kvclaims.checker.cli_check:main",
+    "refine": "kvclaims.refinement.cli_refine:main",
+    "observe": "kvclaims.model.cli:observe",
 }
 
 from kvclaims.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNEXPECTED,  # noqa: F401

@@ -260,8 +260,9 @@ class _Observer:
         self.rec.conflicts.append(rec)
         self.request(rid).conflicts.append(rec)
         if rec.arbiter_action in ("defer", "refuse"):
-            known = all(c.object_id in self.resident for c in self.rec.claims.values()
-                        if c.status in RESPONSIBLE)
+            # residency is known when the trace is whole from its first event: an object
+            # never stored in it has no resident block
+            known = not any(f.kind == "truncated" for f in self.rec.findings)
             truth = tuple(k for k, c in self.rec.claims.items()
                           if self.protecting(c) and self.resident.get(c.object_id))
             if known and set(named) != set(truth):

@@ -140,6 +140,21 @@ class BlockPool:
         if self.ref[b] == 0:
             self._enqueue(b, t)
 
+    def release_all(self, blocks, tiers) -> None:
+        """Drop a reference on each block, given tail first (as vLLM frees a request):
+        hashed blocks that reach zero are appended to the back of their tier in that order,
+        unhashed ones are prepended to the front as a group, in that same order."""
+        front = []
+        for b, t in zip(blocks, tiers):
+            self.ref[b] -= 1
+            if self.ref[b] == 0:
+                if self.block_hash[b] is None:
+                    front.append(b)
+                else:
+                    self._link_after(self._prev[self._tail[t]], b, t)
+        for b in reversed(front):
+            self._link_after(self._head[0], b, 0)
+
     def move(self, b: int, t: int) -> None:
         """A free block changes tier, going to the back of its new tier."""
         self._unlink(b)

@@ -221,8 +221,7 @@ class MicroRuntime:
         self._emit("object_stored", object_id=object_id, blocks=obj.n_blocks)
         for p, b in enumerate(blocks):
             self._store(b, obj.hashes[p])  # a pinned object's new block takes its pin here
-        for b in reversed(blocks):         # freed tail first, as a finished request
-            self.pool.release(b, max(want, 0))
+        self.pool.release_all(blocks[::-1], [max(want, 0)] * len(blocks))  # tail first
         self._check_materialized(obj)
         return True
 
@@ -788,12 +787,12 @@ class MicroRuntime:
         """Release blocks tail first; hashed ones join their object's tier (or stay pinned);
         unhashed ones (never admitted for reuse) go to the front."""
         pool = self.pool
-        for b in reversed(blocks):
-            h = pool.block_hash[b]
-            tier = 0
-            if h is not None and h in self._where:
-                tier = max(self._placement(self._where[h][0]), 0)
-            pool.release(b, tier)
+        order = blocks[::-1]
+        tiers = []
+        for b in order:
+            hit = self._where.get(pool.block_hash[b])
+            tiers.append(max(self._placement(hit[0]), 0) if hit else 0)
+        pool.release_all(order, tiers)
 
     def finish(self, request_id: str) -> bool:
         r = self._request(request_id)
