@@ -16,6 +16,9 @@ Bounds and canonical states.  The state space is made finite, and smaller, three
   * symmetry (optional): claims with identical configuration are interchangeable, and so are
     requests; a state is replaced by the least of its permutations (claims and requests
     together, with the requests' blocking/named vectors permuted along with the claims).
+    Time is a symmetry too: when no claim can expire, the clock and acceptance times are read
+    by no guard and no obligation, so they are set to 0 (a non-expiring claim's acceptance
+    time likewise).
 Neither changes the depth at which a violation first occurs, which is why the explorer and the
 z3 BMC agree on shortest counterexample lengths.
 """
@@ -31,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 from kvclaims.spec.obligations import OBLIGATIONS
 from kvclaims.spec.policy import Policy
 from kvclaims.spec.state import Config
+from kvclaims.spec.vocab import Mode
 
 from .bmc import Trace
 from .compile import CompiledSpec, compile_spec
@@ -68,6 +72,14 @@ class Canon:
         self.symmetry = symmetry and (any(len(g) > 1 for g in self.claim_groups)
                                       or any(len(g) > 1 for g in self.req_groups))
         self.n = len(cs.names)
+        # time-shift symmetry: the clock only matters through expiring claims
+        expiring = [cc.mode == int(Mode.EXPIRING) and cc.duration > 0 for cc in cfg.claims]
+        self.dead_clock = [ix[f"claims[{i}].acc_clock"] for i in range(cfg.K) if not expiring[i]]
+        if not any(expiring):
+            self.dead_clock.append(ix["clock"])
+        if not symmetry:
+            self.dead_clock = []
+        self.symmetry = self.symmetry or bool(self.dead_clock)
 
     def __call__(self, t: tuple) -> tuple:
         t = list(t)
@@ -82,6 +94,8 @@ class Canon:
                     if t[k]:
                         t[k] = r[t[k]]
         t[self.seq] = top
+        for k in self.dead_clock:
+            t[k] = 0
         if not self.symmetry:
             return tuple(t)
         return self._sym(t)
@@ -397,3 +411,15 @@ def _trace(cs: CompiledSpec, canon: Canon, states, parent, sid, ob) -> Trace:
         steps.append(inst.step(ch))
     st = replay(cs.cfg, cs.pol, steps, violates=ob)
     return Trace(cs.pol.name, ob, cs.cfg, steps, st)
+
+
+def graph_stats(G) -> dict:
+    """Statistics of the state graph: states, edges, depth (longest shortest path from the
+    initial state), strongly connected components, dead ends, edges per action."""
+    import networkx as nx
+    dist = nx.single_source_shortest_path_length(G, 0)
+    per = Counter(d["action"] for _, _, d in G.edges(data=True))
+    return {"states": G.number_of_nodes(), "edges": G.number_of_edges(),
+            "depth": max(dist.values()), "sccs": nx.number_strongly_connected_components(G),
+            "dead_ends": sum(1 for n in G if G.out_degree(n) == 0),
+            "edges_per_action": dict(sorted(per.items()))}
