@@ -48,3 +48,10 @@ test-vllm: $(VLLM_STAMP)
 
 vllm-facts: $(VLLM_STAMP)
 	$(BIN)/python bench/vllm_facts.py --engine
+
+# MicroRuntime allocations/s with and without claims, 1,000..1,000,000 blocks (and vLLM's own
+# KVCacheManager when it is installed): bench/model.json and a section of BENCHMARKS.md.
+.PHONY: bench-model
+
+bench-model: $(STAMP)
+	$(BIN)/python bench/bench_model.py

@@ -664,6 +664,8 @@ class MicroRuntime:
         for t in (0, 1):
             while len(out) < n and pool.free_count[t]:
                 out.append(self._take_free(t, "lru", victims))
+        if len(out) == n:
+            return out
         for obj in self._overdue_pinned():
             if len(out) < n:
                 self._take_pinned(obj, False, n - len(out), "overdue", victims, out)
@@ -701,6 +703,7 @@ class MicroRuntime:
                        claim_id=cid, request_id=request_id, cause=cause)
         affected = sorted((c for o in lost_objs.values() for c in self._obj_claims(o)),
                           key=lambda c: c.order)
+        changed: Dict[str, ObjectRecord] = {}
         for c in affected:
             obj = lost_objs[c.spec.object_id]
             late = pol.late_announce and self._recorded_protected(c)
@@ -711,11 +714,13 @@ class MicroRuntime:
                 c.status = CS.HARMED
                 self._claim_event("claim_harmed", c, cause=cause, request_id=request_id,
                                   predicate_before=True, predicate_after=False)
+                changed[obj.object_id] = obj
             if late:
                 c.status = CS.EXPIRED if overdue else CS.DEMOTED
                 self._claim_event("claim_expired" if overdue else "claim_demoted", c,
                                   late=True, request_id=request_id)
-        for obj in lost_objs.values():
+                changed[obj.object_id] = obj
+        for obj in changed.values():        # only a claim whose status moved re-places
             self._replace(obj)
 
     def admit(self, request_id: str, admit_future_reuse: Optional[bool] = None) -> Admission:
@@ -729,7 +734,7 @@ class MicroRuntime:
         hits = self._hits(r)
         need = r.live_required - hits
         pressure = need > self.unprotected_supply()
-        if need > self.unprotected_supply() + self._extra_supply(pressure):
+        if pressure and need > self.unprotected_supply() + self._extra_supply(pressure):
             return Admission(False, admit, note="not enough blocks without protected ones")
         if pol.conflict_noadmit and pressure:
             # its one answer to a conflict: deny future reuse, as if that freed room
