@@ -316,3 +316,134 @@ def denies_future_reuse(request: Request) -> bool:
 
 
 ADMIT_FUTURE_REUSE_KEY = "kvclaims_admit_future_reuse"
+
+
+# ------------------------------------------------------------------- claim arbiter hooks
+# Everything the claim arbiter (vllm_arbiter.py) touches inside vLLM goes through here.
+
+
+def usable_pool_blocks(block_pool: Any) -> int:
+    """Allocatable blocks of a pool (all but the null block)."""
+    return int(block_pool.num_gpu_blocks) - 1
+
+
+def num_free_blocks(block_pool: Any) -> int:
+    """Blocks an allocation can take now (never used, freed, evictable cached): O(1)."""
+    return int(block_pool.get_num_free_blocks())
+
+
+def cached_block(block_pool: Any, block_hash: bytes) -> Any | None:
+    """The pool block carrying ``block_hash`` (single KV-cache group), or None: O(1)."""
+    got = block_pool.get_cached_block(block_hash, [0])
+    return got[0] if got else None
+
+
+def pin_blocks(block_pool: Any, blocks: list[Any]) -> None:
+    """Take one reference on each block, as a prefix hit does: a block with a reference
+    is out of the free queue (an O(1) unlink per block) and never an eviction victim."""
+    block_pool.touch(blocks)
+
+
+def unpin_blocks(block_pool: Any, blocks_tail_first: list[Any]) -> None:
+    """Drop the references ``pin_blocks`` took. Blocks reaching zero rejoin the free
+    queue in the order given (first = evicted first), as a finished request's do."""
+    block_pool.free_blocks(blocks_tail_first)
+
+
+def install_eviction_hook(block_pool: Any, on_evict: Callable[[Any, bytes], None]) -> None:
+    """Call ``on_evict(block, block_hash)`` whenever the pool evicts a cached block to
+    hand it out again. vLLM calls ``_maybe_evict_cached_block`` on every block it pops
+    from the free queue; the hook adds one Python call per allocated block."""
+    original = (getattr(block_pool, "_kvclaims_original_evict", None)
+                or block_pool._maybe_evict_cached_block)
+    block_pool._kvclaims_original_evict = original   # a later hook replaces, never stacks
+
+    def evict(block: Any) -> bool:
+        h = pool_block_hash(block) if block.block_hash is not None else None
+        evicted = original(block)
+        if evicted and h is not None:
+            on_evict(block, h)
+        return evicted
+
+    block_pool._maybe_evict_cached_block = evict
+
+
+def request_block_hashes(request: Request) -> list[bytes]:
+    """The prefix hash of each full block of a request's prompt, in logical order."""
+    return [bytes(h) for h in request.block_hashes]
+
+
+def request_extra_args(request: Request) -> dict[str, Any]:
+    params = getattr(request, "sampling_params", None)
+    extra = getattr(params, "extra_args", None)
+    return extra if isinstance(extra, dict) else {}
+
+
+def request_cache_salt(request: Request) -> str | None:
+    return getattr(request, "cache_salt", None)
+
+
+def request_block_ids(manager: KVCacheManager, request_id: str) -> list[int]:
+    return allocated_block_ids(manager.get_blocks(request_id))
+
+
+def scheduled_new_request_ids(scheduler_output: Any) -> list[str]:
+    """Requests whose first allocation happened in this ``schedule()`` call."""
+    return [r.req_id for r in scheduler_output.scheduled_new_reqs]
+
+
+def finished_request_ids(engine_outputs: Any) -> list[str]:
+    """Requests ``update_from_output`` finished (any reason), from its return value."""
+    out = []
+    for outputs in engine_outputs.values():
+        for o in outputs.outputs:
+            if o.finish_reason is not None:
+                out.append(o.request_id)
+    return out
+
+
+def finish_with_error(scheduler: Any, request_ids: list[str], stop_reasons: dict[str, str],
+                      engine_outputs: dict[int, Any]) -> list[str]:
+    """Finish waiting requests with vLLM's error finish reason and ``stop_reason`` set,
+    and add their outputs to ``engine_outputs`` (what ``update_from_output`` returns), the
+    way vLLM itself reports a request-level error. Returns the ids really finished."""
+    from vllm.v1.engine import EngineCoreOutput, EngineCoreOutputs
+    from vllm.v1.request import RequestStatus
+
+    done = []
+    for request in scheduler.finish_requests(request_ids, RequestStatus.FINISHED_ERROR):
+        request.stop_reason = stop_reasons.get(request.request_id)
+        out = EngineCoreOutput(request_id=request.request_id, new_token_ids=[],
+                               finish_reason=request.get_finished_reason(),
+                               stop_reason=request.stop_reason)
+        bucket = engine_outputs.get(request.client_index)
+        if bucket is None:
+            bucket = engine_outputs[request.client_index] = EngineCoreOutputs(outputs=[])
+        bucket.outputs.append(out)
+        done.append(request.request_id)
+    return done
+
+
+def remove_waiting(scheduler: Any, requests: list[Any]) -> None:
+    """Take requests out of the scheduler's waiting queue (they stay known to it)."""
+    scheduler.waiting.remove_requests(requests)
+
+
+def requeue_waiting(scheduler: Any, request: Any) -> None:
+    """Put a request taken out by ``remove_waiting`` back at the front of the queue."""
+    scheduler.waiting.prepend_request(request)
+
+
+def park_running(scheduler: Any, keep: set[str]) -> list[Any]:
+    """Take running requests other than ``keep`` out of the next step (they keep their
+    blocks and are not decoded); give the returned list to ``unpark_running``."""
+    parked = [r for r in scheduler.running if r.request_id not in keep]
+    if parked:
+        scheduler.running = [r for r in scheduler.running if r.request_id in keep]
+    return parked
+
+
+def unpark_running(scheduler: Any, parked: list[Any]) -> None:
+    if parked:
+        live = [r for r in parked if not r.is_finished()]
+        scheduler.running = live + scheduler.running
