@@ -14,6 +14,9 @@ SUBCOMMANDS = {
     "check": "kvclaims.checker.cli_check:main",
     "refine": "kvclaims.refinement.cli_refine:main",
     "observe": "kvclaims.model.cli:observe",
+    "explore": "kvclaims.checker.cli_explore:main",
+    "litmus": "kvclaims.checker.cli_litmus:litmus",
+    "sweep": "kvclaims.checker.cli_litmus:sweep",
 }
 
 from kvclaims.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNEXPECTED,  # noqa: F401

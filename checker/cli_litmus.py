@@ -1,0 +1,173 @@
+"""`kvclaims litmus` (the suite against a target) and `kvclaims sweep` (the 60-resident /
+70-active scenario over a range of usable pool sizes, per policy)."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Dict, List
+
+from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
+from kvclaims.spec.actions import Step
+from kvclaims.spec.policy import POLICIES
+from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
+from kvclaims.spec.vocab import Mode
+
+from .configio import resolve_policy, validate
+from .litmus import (LITMUS_DIR, TARGETS, load_scenario, load_suite, make_target, observe,
+                     run_suite, spec_broken)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _write_json(path: str, data) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def litmus(argv) -> int:
+    p = _Parser(prog="kvclaims litmus", description="run the litmus suite against a target")
+    p.add_argument("scenarios", nargs="*", help="scenario files (default: the whole suite)")
+    p.add_argument("--target", default="spec", help=f"one of {', '.join(TARGETS)}")
+    p.add_argument("--policy", action="append", default=[], help="only these policies")
+    p.add_argument("--variant", action="append", default=[],
+                   help="only these variants (e.g. full, scaled)")
+    p.add_argument("--json", nargs="?", const="out/litmus.json", metavar="FILE",
+                   help="write the results (default out/litmus.json)")
+    a = p.parse_args(argv)
+    if a.target not in TARGETS:
+        raise UsageError(f"unknown target '{a.target}' (choose from {', '.join(TARGETS)})")
+    for n in a.policy:
+        resolve_policy(n)
+    suite = [load_scenario(s) for s in a.scenarios] if a.scenarios else load_suite(LITMUS_DIR)
+    results = run_suite(suite, a.target, a.policy or None, a.variant or None)
+    if not results:
+        raise UsageError("no litmus case matches the selection")
+    print(f"{'litmus':<7}{'variant':<12}{'policy':<16}{'target':<8}result  observation")
+    for r in results:
+        obs = ", ".join(f"{k}={json.dumps(v)}" for k, v in r.observed.items())
+        print(f"{r.litmus:<7}{r.variant:<12}{r.policy:<16}{r.target:<8}"
+              f"{'pass' if r.passed else 'FAIL':<8}{obs}")
+        for m in r.mismatches:
+            print(f"{'':<43}! {m}")
+    n_ok = sum(r.passed for r in results)
+    print(f"{n_ok}/{len(results)} litmus cases pass on target {a.target}")
+    if a.json:
+        _write_json(a.json, [r.to_json() for r in results])
+    return EXIT_OK if n_ok == len(results) else EXIT_UNEXPECTED
+
+
+# --- sweep -----------------------------------------------------------------------------------
+
+SWEEP_STEPS = [Step("materialize", (0,)), Step("submit", (0,)), Step("accept", (0,)),
+               Step("admit", (0,)), Step("defer", (0,)), Step("demote", (0, 0)),
+               Step("admit", (0,)), Step("refuse", (0,))]
+
+
+def _outcome(obs: Dict[str, Any], taken: List[str]) -> str:
+    if obs["served"]:
+        if "demote" in taken:
+            return "demote_then_serve"
+        if not obs["admit_future_reuse"] and obs["resident_victims"]:
+            return "serve_no_admit"
+        return "evict_resident" if obs["resident_victims"] else "serve_preserve"
+    return obs["request_status"] or "none"
+
+
+def sweep_rows(resident: int, active: int, sizes: List[int], policies: List[str],
+               target: str = "spec") -> List[Dict[str, Any]]:
+    rows = []
+    for usable in sizes:
+        cfg = Config(usable=usable, cap=min(resident, usable),
+                     claims=(ClaimConfig(footprint=resident, pred_start=0, pred_len=resident,
+                                         mode=int(Mode.HARD_PROTECTED), owner=0, identity=0),),
+                     requests=(RequestConfig(need=active),))
+        validate(cfg)
+        for pname in policies:
+            pol = resolve_policy(pname)
+            tgt = make_target(target)
+            tgt.reset(cfg, pol)
+            taken, labels = [], []
+            for st in SWEEP_STEPS:
+                ap = tgt.apply(st)
+                if ap.taken:
+                    taken.append((st, ap.choices))
+                    labels.append(st.action)
+            obs = observe(cfg, pol, tgt.view(), tgt.events(), spec_broken(cfg, pol, taken))
+            rows.append({"usable": usable, "policy": pname, "target": target,
+                         "active_served": obs["served"],
+                         "resident_preserved": obs["predicate"],
+                         "resident_blocks_lost": resident - obs["surviving_blocks"],
+                         "claims_harmed": obs["harm_events"],
+                         "claim_status": obs["claim_status"].lower(),
+                         "outcome": _outcome(obs, labels),
+                         "broken_obligations": obs["broken_obligations"]})
+    return rows
+
+
+def _plot(rows, policies, path: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise UsageError("--plot needs matplotlib: pip install 'kvclaims[plot]'")
+    outcomes = sorted({r["outcome"] for r in rows})
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    for k, pname in enumerate(policies):
+        rs = [r for r in rows if r["policy"] == pname]
+        xs = [r["usable"] for r in rs]
+        ax1.plot(xs, [r["resident_blocks_lost"] for r in rs], marker="o", ms=3, label=pname)
+        ax2.scatter(xs, [outcomes.index(r["outcome"]) + (k - len(policies) / 2) * 0.06
+                         for r in rs], s=12, label=pname)
+    ax1.set_ylabel("resident blocks lost")
+    ax1.set_title("60-block resident claim vs 70-block active request")
+    ax1.legend(fontsize=7, ncol=2)
+    ax2.set_yticks(range(len(outcomes)), outcomes)
+    ax2.set_xlabel("usable pool blocks")
+    ax2.set_ylabel("outcome")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def sweep(argv) -> int:
+    p = _Parser(prog="kvclaims sweep", description="capacity sweep of the 60/70 scenario")
+    p.add_argument("--resident", type=int, default=60)
+    p.add_argument("--active", type=int, default=70)
+    p.add_argument("--from", dest="lo", type=int, default=60, help="smallest usable pool")
+    p.add_argument("--to", dest="hi", type=int, default=140, help="largest usable pool")
+    p.add_argument("--step", type=int, default=10)
+    p.add_argument("--policy", action="append", default=[])
+    p.add_argument("--target", default="spec", help=f"one of {', '.join(TARGETS)}")
+    p.add_argument("--json", nargs="?", const="out/sweep.json", metavar="FILE")
+    p.add_argument("--plot", metavar="FILE.png")
+    a = p.parse_args(argv)
+    if a.resident < 1 or a.active < 1:
+        raise UsageError("--resident and --active must be positive block counts")
+    if a.step < 1 or a.lo > a.hi:
+        raise UsageError("need --from <= --to and --step >= 1")
+    if a.target not in TARGETS:
+        raise UsageError(f"unknown target '{a.target}' (choose from {', '.join(TARGETS)})")
+    if a.plot and not a.plot.endswith(".png"):
+        raise UsageError("--plot takes a .png file name")
+    pols = a.policy or list(POLICIES)
+    for n in pols:
+        resolve_policy(n)
+    rows = sweep_rows(a.resident, a.active, list(range(a.lo, a.hi + 1, a.step)), pols, a.target)
+    print(f"{'usable':>6}  {'policy':<15}{'served':<8}{'preserved':<11}{'lost':>5}"
+          f"{'harmed':>8}  outcome")
+    for r in rows:
+        print(f"{r['usable']:>6}  {r['policy']:<15}{str(r['active_served']):<8}"
+              f"{str(r['resident_preserved']):<11}{r['resident_blocks_lost']:>5}"
+              f"{r['claims_harmed']:>8}  {r['outcome']}")
+    if a.json:
+        _write_json(a.json, rows)
+    if a.plot:
+        _plot(rows, pols, a.plot)
+    return EXIT_OK

@@ -1,0 +1,90 @@
+"""The spec itself as a refinement target.
+
+It resolves the nondeterminism the spec leaves open deterministically, the way vLLM does: an
+allocation takes free (empty) blocks first, then ordinary cached blocks, then blocks of claimable
+objects in slot order, tail first; only a runtime that protects block counts rather than
+positions (a policy with `may_take_head`) takes them from the head, as our MicroRuntime does.
+Among those preferences it takes the first choice the spec's guard (and so the policy) allows.
+Choices a step gives explicitly (admit, actor, name[i], head...) are kept."""
+from __future__ import annotations
+
+import itertools
+from typing import Any, Dict, List
+
+from kvclaims.spec.actions import ACTIONS, Step, blocking_claims, complete_choices, enabled, successor
+from kvclaims.spec.algebra import CONCRETE as C
+from kvclaims.spec.policy import Naming, Policy
+from kvclaims.spec.state import Config, initial_state, resident
+from kvclaims.spec.view import refinement_view
+
+from .target import Applied
+
+
+def _compositions(total: int, bounds: List[int]):
+    """Splits of `total` over slots with upper bounds, earliest slots filled first."""
+    if not bounds:
+        if total == 0:
+            yield ()
+        return
+    for x in range(min(bounds[0], total), -1, -1):
+        for tail in _compositions(total - x, bounds[1:]):
+            yield (x,) + tail
+
+
+class SpecTarget:
+    name = "spec"
+
+    def reset(self, cfg: Config, policy: Policy) -> None:
+        self.cfg, self.pol = cfg, policy
+        self.s = initial_state(cfg)
+        self._events: List[Dict[str, Any]] = []
+
+    def _candidates(self, step: Step):
+        cfg, pol, s = self.cfg, self.pol, self.s
+        given = dict(step.choices)
+        base = complete_choices(cfg, pol, Step(step.action, step.slots, ()))
+        names = [c.name for c in ACTIONS[step.action].choices(cfg, pol)]
+        head_pref = (True, False) if pol.may_take_head else (False, True)
+        if step.action == "admit":
+            need = cfg.requests[step.slots[0]].need
+            rest = need - min(s.empty, need)
+            adm = given.get("admit", True)
+            for admit in (adm, not adm):
+                for tc in range(min(s.cached, rest), -1, -1):
+                    bounds = [resident(c) for c in s.claims]
+                    for take in _compositions(rest - tc, bounds):
+                        for hd in itertools.product(*[head_pref if t else (False,)
+                                                      for t in take]):
+                            ch = dict(base, admit=admit, take_cached=tc)
+                            ch.update({f"take[{i}]": take[i] for i in range(cfg.K)})
+                            ch.update({f"head[{i}]": hd[i] for i in range(cfg.K)})
+                            yield ch
+            return
+        if step.action == "evict" and "head" not in given:
+            for h in head_pref:
+                yield dict(base, head=h)
+            return
+        if step.action in ("defer", "refuse") and pol.naming != Naming.EXACT:
+            truth = blocking_claims(C, cfg, s)
+            ch = dict(base, **{f"name[{i}]": bool(truth[i]) for i in range(cfg.K)})
+            ch.update({k: v for k, v in given.items() if k in names})
+            yield ch
+            return
+        if step.action == "release" and "actor" not in given:
+            yield dict(base, actor=cfg.claims[step.slots[0]].owner)
+            return
+        yield complete_choices(cfg, pol, step)
+
+    def apply(self, step: Step) -> Applied:
+        for ch in self._candidates(step):
+            if enabled(C, self.cfg, self.pol, self.s, step, ch):
+                self.s, ev = successor(C, self.cfg, self.pol, self.s, step, ch, record=True)
+                self._events += [e.to_json() for e in ev.events]
+                return Applied(True, tuple(sorted(ch.items())))
+        return Applied(False, note=f"{step.action}{step.slots} not enabled")
+
+    def view(self) -> Dict[str, Any]:
+        return refinement_view(self.s)
+
+    def events(self) -> List[Dict[str, Any]]:
+        return list(self._events)
