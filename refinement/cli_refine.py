@@ -1,6 +1,7 @@
 """`kvclaims refine`: run the MicroRuntime on spec traces and check every step against the spec.
 
-  kvclaims refine TRACE.json [...]            traces as {"policy", "config", "steps"}
+  kvclaims refine TRACE [...]                 ITF traces (or {"policy", "config", "steps"});
+                                              a directory: every *.itf.json below it
   kvclaims refine --counterexample POLICY:OB  the checker's shortest counterexample, found now
 
 Exit 0: every step refines (bad policies may break obligations: that is reported, not an
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
@@ -31,10 +33,34 @@ def config_from_json(d: Dict[str, Any]) -> Config:
                   requests=tuple(RequestConfig(**r) for r in d["requests"]))
 
 
+def trace_files(paths: List[str]) -> List[str]:
+    """Files as given; a directory stands for every *.itf.json below it (the checker's
+    out/<policy>/<obligation>/trace.itf.json)."""
+    out = []
+    for p in paths:
+        if Path(p).is_dir():
+            found = sorted(str(x) for x in Path(p).rglob("*.itf.json"))
+            if not found:
+                raise UsageError(f"{p}: no *.itf.json trace below it")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
 def load_trace(path: str) -> Tuple[str, Config, List[Step]]:
+    """An ITF trace (checker/itf.py: policy and config in #meta), or plain JSON with
+    policy, config and steps."""
     try:
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
+        if isinstance(d, dict) and "#meta" in d and "states" in d:
+            from kvclaims.checker.itf import ItfError, trace_from_itf
+            try:
+                tr = trace_from_itf(d, path)
+            except ItfError as e:
+                raise UsageError(str(e)) from None
+            return tr.policy, tr.config, tr.steps
         steps = [Step(s["action"], tuple(s.get("slots", ())),
                       tuple(sorted((s.get("choices") or {}).items()))) for s in d["steps"]]
         return d["policy"], config_from_json(d["config"]), steps
@@ -52,7 +78,7 @@ def main(argv) -> int:
     a = ap.parse_args(argv)
     if not a.traces and not a.counterexample:
         raise UsageError("give trace files or --counterexample POLICY:OBLIGATION")
-    jobs = [load_trace(p) + (p,) for p in a.traces]
+    jobs = [load_trace(p) + (p,) for p in trace_files(a.traces)]
     for spec in a.counterexample:
         pol_name, _, ob = spec.partition(":")
         try:
