@@ -191,15 +191,22 @@ def _victims(cfg, ch):
 
 # --- claim lifecycle -------------------------------------------------------------------------
 
-def g_submit(ops, cfg, pol, s, idx, ch):
-    return s.claims[idx[0]].status == int(CS.NONE)
+def _claim_move(frm: CS, to: CS, type_: str):
+    """Guard and effect of a plain lifecycle move (submit, reject): from one status to
+    another, announced by its event."""
+    def guard(ops, cfg, pol, s, idx, ch):
+        return s.claims[idx[0]].status == int(frm)
+
+    def effect(ops, cfg, pol, s, idx, ch, ev):
+        i = idx[0]
+        c, _ = _set_claim_status(ops, ev, s.claims[i], True, to, type_, claim_id=i)
+        return replace_claim(s, i, c)
+    return guard, effect
 
 
-def e_submit(ops, cfg, pol, s, idx, ch, ev):
-    i = idx[0]
-    c, _ = _set_claim_status(ops, ev, s.claims[i], True, CS.SUBMITTED, "claim_submitted",
-                             claim_id=i)
-    return replace_claim(s, i, c)
+g_submit, e_submit = _claim_move(CS.NONE, CS.SUBMITTED, "claim_submitted")
+# A runtime may always reject a submitted claim: rejection is a decision, never harm.
+g_reject, e_reject = _claim_move(CS.SUBMITTED, CS.REJECTED, "claim_rejected")
 
 
 def accept_allowed(ops, cfg, pol, s, i):
@@ -229,17 +236,6 @@ def e_accept(ops, cfg, pol, s, idx, ch, ev):
     c, mat = _set_claim_status(ops, ev, c, now, CS.MATERIALIZED, "claim_materialized",
                                claim_id=i)
     c = replace(c, mat_seq=ops.If(now, mat, c.mat_seq))
-    return replace_claim(s, i, c)
-
-
-def g_reject(ops, cfg, pol, s, idx, ch):
-    return s.claims[idx[0]].status == int(CS.SUBMITTED)
-
-
-def e_reject(ops, cfg, pol, s, idx, ch, ev):
-    i = idx[0]
-    c, _ = _set_claim_status(ops, ev, s.claims[i], True, CS.REJECTED, "claim_rejected",
-                             claim_id=i)
     return replace_claim(s, i, c)
 
 
