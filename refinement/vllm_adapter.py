@@ -447,3 +447,13 @@ def unpark_running(scheduler: Any, parked: list[Any]) -> None:
     if parked:
         live = [r for r in parked if not r.is_finished()]
         scheduler.running = live + scheduler.running
+
+
+def request_cached_tokens(request: Request) -> int:
+    """Prefix-cache hit of a request that was just scheduled (0 when vLLM keeps none)."""
+    n = getattr(request, "num_cached_tokens", None)
+    if isinstance(n, int) and n > 0:
+        return n
+    stats = getattr(request, "prefill_stats", None)
+    n = getattr(stats, "num_cached_tokens", 0) if stats is not None else 0
+    return n if isinstance(n, int) and n > 0 else 0

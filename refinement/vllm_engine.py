@@ -51,7 +51,8 @@ class VllmEngine(SteppedDriver):
     """An in-process ``vllm.LLM`` with a pool of ``num_blocks`` blocks of ``block_size``."""
 
     def __init__(self, num_blocks: int, block_size: int = BLOCK_SIZE,
-                 model_path: str | os.PathLike[str] | None = None) -> None:
+                 model_path: str | os.PathLike[str] | None = None,
+                 **llm_kwargs: Any) -> None:
         from vllm import LLM
 
         if not va.allow_cpu_block_size(block_size):  # pragma: no cover
@@ -74,6 +75,7 @@ class VllmEngine(SteppedDriver):
             # be free at start-up; the pool itself is fixed by num_gpu_blocks_override.
             gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
             kv_events_config={"enable_kv_cache_events": True, "publisher": "null"},
+            **llm_kwargs,  # e.g. scheduler_cls and additional_config for the claim arbiter
         )
         self.engine = self.llm.llm_engine
         self.scheduler = va.engine_scheduler(self.llm)
