@@ -698,7 +698,7 @@ class MicroRuntime:
                 lost_objs[v.object_id] = obj
                 cs = [c for c in self._obj_claims(obj) if c.status in RESPONSIBLE]
                 cid = cs[0].spec.claim_id if cs else None
-            self._emit("victim", block_id=v.block_id, object_id=v.object_id,
+            self._emit("victim", block_id=v.block_id, blocks=1, object_id=v.object_id,
                        logical_position=v.position, protected=v.protected, reason=v.reason,
                        claim_id=cid, request_id=request_id, cause=cause)
         affected = sorted((c for o in lost_objs.values() for c in self._obj_claims(o)),

@@ -16,11 +16,12 @@ from kvclaims.model.telemetry import Telemetry
 from kvclaims.spec.actions import Step, complete_choices
 from kvclaims.spec.policy import Naming, Policy
 from kvclaims.spec.state import Config, NO_DURATION
-from kvclaims.spec.vocab import ClaimStatus, Mode, RequestStatus
+from kvclaims.spec.vocab import ClaimStatus, Feasibility, Mode
 
 from .target import Applied
 
 BLOCK_SIZE = 16
+FEASIBILITY_BY_NAME = {"wait": Feasibility.WAIT, "infeasible": Feasibility.INFEASIBLE}
 
 
 def object_tokens(i: int, n_blocks: int) -> List[int]:
@@ -109,7 +110,8 @@ class ModelTarget:
             if a == "demote":
                 return Applied(rt.demote_claim(f"c{sl[1]}", f"r{sl[0]}"))
             if a == "release":
-                actor = given["actor"]
+                # an actor the step does not name is the owner (as SpecTarget does)
+                actor = dict(step.choices).get("actor", self.cfg.claims[sl[0]].owner)
                 return Applied(rt.release_claim(f"c{sl[0]}", f"tenant{actor}"),
                                (("actor", actor),))
             if a in ("defer", "refuse"):
@@ -173,7 +175,22 @@ class ModelTarget:
         return out
 
     def events(self) -> List[Dict[str, Any]]:
-        return self.rt.telemetry.events
+        """The runtime's telemetry in the spec's vocabulary (as SpecTarget reports it): ids
+        as slot numbers, blocking_claim_ids as one flag per claim slot, feasibility as the
+        spec's enum value.  The raw JSON Lines events are `self.rt.telemetry.events`."""
+        return [self._abstract_event(e) for e in self.rt.telemetry.events]
+
+    def _abstract_event(self, e: Dict[str, Any]) -> Dict[str, Any]:
+        out = dict(e)
+        for f in ("claim_id", "object_id", "request_id"):
+            if isinstance(out.get(f), str):
+                out[f] = slot_of(out[f])
+        if "blocking_claim_ids" in out:
+            named = set(out["blocking_claim_ids"])
+            out["blocking_claim_ids"] = tuple(f"c{i}" in named for i in range(self.cfg.K))
+        if "feasibility" in out:
+            out["feasibility"] = int(FEASIBILITY_BY_NAME[out["feasibility"]])
+        return out
 
     def new_events(self) -> List[Dict[str, Any]]:
         """Events emitted since the previous call."""

@@ -165,7 +165,7 @@ class RefineMachine(RuleBasedStateMachine):
         is the runtime's lifecycle of every claim and request."""
         if not hasattr(self, "target"):
             return
-        rec = reconstruct(self.target.events())
+        rec = reconstruct(self.target.rt.telemetry.events)
         rt = self.target.rt
         for cid, c in rt.claims.items():
             assert rec.claims[cid].status == c.status.name.lower(), cid

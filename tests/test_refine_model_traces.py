@@ -107,3 +107,16 @@ def test_cli_refine_reads_itf_traces(tmp_path, capsys):
     (tmp_path / "bad.json").write_text("{}")
     assert main(["refine", str(tmp_path / "bad.json")]) == 2
     assert main(["refine"]) == 2
+
+
+def test_model_target_reports_events_in_the_spec_vocabulary():
+    t = ModelTarget()
+    rep = check_refinement(t, L3, POLICIES["hard_refuse"], L3_STEPS[:3] + [
+        Step("defer", (0,)), Step("refuse", (0,))])
+    assert rep.ok and rep.declined == []
+    conflicts = [e for e in t.events() if e["type"] == "conflict"]
+    assert [(e["request_id"], e["blocking_claim_ids"], e["feasibility"], e["arbiter_action"])
+            for e in conflicts] == [(0, (True,), 1, "defer"), (0, (True,), 1, "refuse")]
+    raw = [e for e in t.rt.telemetry.events if e["type"] == "conflict"]
+    assert [(e["request_id"], e["blocking_claim_ids"], e["feasibility"]) for e in raw] == [
+        ("r0", ["c0"], "infeasible")] * 2
