@@ -121,3 +121,30 @@ def test_cli_observe_exit_codes(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == f"kvclaims observe: {broken}:1: not JSON " \
                                               f"(Expecting property name enclosed in double quotes)"
     assert main(["observe", str(tmp_path / "missing.jsonl")]) == 2
+
+
+def test_a_trace_from_another_runtime():
+    """Hand-written events in the schema (no MicroRuntime involved): a runtime that stores a
+    4-block prefix, accepts a hard claim on it, then loses position 0 silently."""
+    base = {"schema_version": "kvclaims.telemetry/1", "ts": 0.0, "run_id": "ext",
+            "policy": "theirs", "usable_blocks": 8}
+    claim = {"claim_id": "k", "object_id": "P", "predicate": {"kind": "leading_prefix_at_least",
+                                                              "k": 4},
+             "blocks_required": 4, "blocks_materialized": 4, "leading_blocks_survived": 4,
+             "protection_mode": "hard_protected"}
+    evs = [dict(base, seq=1, type="object_stored", object_id="P", blocks=4),
+           dict(base, seq=2, type="claim_submitted", owner_scope="o", footprint_blocks=4,
+                cache_identity={"key_domain": "d", "model_id": "m", "tokenizer_id": "t",
+                                "salt_namespace": "", "block_size": 16}, **claim),
+           dict(base, seq=3, type="claim_accepted", **claim),
+           dict(base, seq=4, type="claim_materialized", **claim),
+           dict(base, seq=5, type="victim", block_id=3, blocks=1, object_id="P",
+                logical_position=0, protected=False, reason="lru", claim_id="k"),
+           dict(base, seq=6, type="request_admitted", request_id="x", live_blocks=5,
+                admit_future_reuse=True)]
+    from kvclaims.model.telemetry import schema_errors
+    assert [schema_errors(e) for e in evs] == [[]] * 6
+    rec = reconstruct(evs)
+    assert kinds(rec) == [("unreported_loss", "k")]
+    assert rec.findings[0].seq == 5 and rec.outcomes() == {"claim:k": "materialized",
+                                                           "request:x": "running"}
