@@ -139,11 +139,14 @@ def markdown(res) -> str:
                      f"{row['model_claims']['us_per_allocation']} | "
                      + (f"{v['allocations_per_s']:,.0f} |" if v else "not run |"))
     lines += ["", res["conclusion"], "",
-              "Reading the numbers: the rounds of one size (`rounds_per_s` in bench/model.json) "
-              "spread as widely as the sizes do, and there is no monotone growth with pool size "
-              "or with the number of protected blocks; what rise there is at 1,000,000 blocks "
-              "comes with million-entry hash maps (cache misses), not with more work per "
-              "allocation.  The vLLM column drives vLLM's own KVCacheManager with the same "
+              "Reading the numbers: the cost is not monotone in pool size or in protected "
+              "blocks (10,000 is slower than 100,000), and the code path of an allocation has "
+              "no loop over blocks or claims (the free-queue front, one hash-map update per "
+              "evicted block).  The highest row (1,000,000 blocks with claims, whose rounds do "
+              "not overlap the 1,000-block ones) is most likely the memory hierarchy: the hash "
+              "maps then hold a million entries.  The machine was shared (load average about "
+              "4 on 2 cores) while this ran.  The vLLM column drives vLLM's own KVCacheManager "
+              "with the same "
               "workload and no claims (vLLM has none), including building its Request objects "
               "and their block hashes.", ""]
     return "\n".join(lines)
