@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 check-spec: $(STAMP)
 	$(BIN)/kvclaims check
+	$(BIN)/kvclaims explore --check-manifest
 
 test: $(STAMP) $(VLLM_STAMP)
 	$(BIN)/python -m pytest
@@ -55,3 +56,12 @@ vllm-facts: $(VLLM_STAMP)
 
 bench-model: $(STAMP)
 	$(BIN)/python bench/bench_model.py
+
+# Explicit-state exploration, litmus suite and the SPIN comparison (checker/explore.py).
+.PHONY: litmus bench-explore
+
+litmus: $(STAMP)
+	$(BIN)/kvclaims litmus --json
+
+bench-explore: $(STAMP)
+	$(BIN)/python bench/bench_explore.py

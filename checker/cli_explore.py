@@ -60,7 +60,14 @@ def main(argv) -> int:
     p.add_argument("--out", default="out", help="where counterexample traces go (default out/)")
     p.add_argument("--no-traces", action="store_true", help="do not write ITF traces")
     p.add_argument("--json", metavar="FILE", help="write the results as JSON")
+    p.add_argument("--check-manifest", action="store_true",
+                   help="explore the reference configurations and compare their state counts "
+                        "with checker/manifest.json (exit 12 on a difference)")
+    p.add_argument("--update-manifest", action="store_true",
+                   help="re-pin the reference state counts in checker/manifest.json")
     a = p.parse_args(argv)
+    if a.check_manifest or a.update_manifest:
+        return _manifest(a.update_manifest)
     cfg = config_from_args(a)
     pols = policies(a.policy)
     for n, v in (("--max-depth", a.max_depth), ("--max-clock", a.max_clock),
@@ -91,6 +98,25 @@ def main(argv) -> int:
         Path(a.json).write_text(json.dumps({"config": config_to_dict(cfg), "runs": results},
                                            indent=1) + "\n")
     return EXIT_UNEXPECTED if unexpected else EXIT_OK
+
+
+def _manifest(update: bool) -> int:
+    from .state_spaces import compute, load_pinned, mismatches, write_pinned
+    now = compute()
+    if update:
+        write_pinned(now)
+        print(f"pinned {len(now)} reference state spaces in checker/manifest.json")
+        return EXIT_OK
+    bad = mismatches(load_pinned(), now)
+    for name, e in now.items():
+        for pol, row in e["policies"].items():
+            print(f"{name}/{pol}: " + ", ".join(
+                f"{k.replace('_', ' ')} {v['distinct_states']} states depth {v['depth']}"
+                for k, v in row.items()))
+    for b in bad:
+        print(f"MISMATCH {b}")
+    print("state spaces as pinned" if not bad else f"{len(bad)} state-space mismatch(es)")
+    return EXIT_UNEXPECTED if bad else EXIT_OK
 
 
 if __name__ == "__main__":
