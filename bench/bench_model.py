@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from kvclaims.model.claims import CacheIdentity, ClaimSpec, Predicate
-from kvclaims.model.runtime import MicroRuntime, synthetic_tokens
+from kvclaims.model.runtime import MicroRuntime
 from kvclaims.model.telemetry import Telemetry
 from kvclaims.spec.vocab import Mode
 

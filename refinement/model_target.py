@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Tuple
 
 from kvclaims.model.claims import CacheIdentity, ClaimSpec, Predicate
-from kvclaims.model.runtime import MicroRuntime, RuntimeUsageError, Victim
+from kvclaims.model.runtime import MicroRuntime, RuntimeUsageError
 from kvclaims.model.telemetry import Telemetry
 from kvclaims.spec.actions import Step, complete_choices
 from kvclaims.spec.policy import Naming, Policy

@@ -19,7 +19,7 @@ from kvclaims.refinement.model_target import ModelTarget
 from kvclaims.spec.actions import ACTIONS, Step
 from kvclaims.spec.policy import POLICIES
 from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
-from kvclaims.spec.vocab import ClaimStatus, Mode
+from kvclaims.spec.vocab import Mode
 
 # >= 500 examples per policy always (CI included); steps per example keep the file ~60 s.
 EXAMPLES = int(os.environ.get("KVCLAIMS_REFINE_EXAMPLES", "500"))
