@@ -68,6 +68,7 @@ class ObjectRec:
     owner: Optional[str] = None
     salt: Optional[str] = None
     pinned: List[Any] = field(default_factory=list)   # pool blocks this arbiter holds
+    stored: bool = False                              # object_stored announced, not all lost
     claims: List[str] = field(default_factory=list)
 
     @property
@@ -174,6 +175,14 @@ class ClaimArbiter:
             self._where[h] = (obj, p)
         return obj
 
+    def note_stored(self, obj: ObjectRec) -> None:
+        """Announce that the object's blocks are in the pool (once until it is all lost),
+        so an observer holding only the trace knows what is resident."""
+        if not obj.stored:
+            obj.stored = True
+            self._emit("object_stored", object_id=obj.object_id,
+                       blocks=sum(self.resident_positions(obj)) or obj.n_blocks)
+
     # --- protection ---------------------------------------------------------------------------
 
     def _overdue(self, c: ClaimRec) -> bool:
@@ -237,6 +246,8 @@ class ClaimArbiter:
                        logical_position=v.position, protected=v.protected, reason=v.reason,
                        claim_id=cs[0] if cs else None, request_id=request_id, cause=cause)
         for obj in hit_objs.values():
+            if obj.stored and not any(self.resident_positions(obj)):
+                obj.stored = False
             for cid in obj.claims:
                 c = self.claims[cid]
                 if (self.policy.emits_harm and c.status == CS.MATERIALIZED
@@ -326,6 +337,7 @@ class ClaimArbiter:
             if obj is not None:
                 self.refresh(obj)
             if self._pred_holds(c):
+                self.note_stored(obj)
                 c.status = CS.MATERIALIZED
                 self._pending.remove(cid)
                 self._count("materialized")

@@ -26,7 +26,8 @@ Each step, before vLLM's own scheduling: the logical clock ticks (expiring claim
 expire, event first); every newly arrived request that does not fit beside the
 protected claims is deferred (conflict event, ``request_deferred``) and held outside
 vLLM's waiting queue (so it never blocks the queue head); a held request that fits again
-is put back at the front; one that cannot fit while the claims stand is refused
+is put back at the front; one that waits only for expiring claims waits for their
+expiry; one that cannot fit while the claims stand is refused
 (``hard_refuse``: error finish, stop reason ``kvclaims: refused: blocking claims ...``)
 or gets its blocking claims demoted, events first (``hard_demote``), and is then served.
 The arbiter's work per step is O(new + held requests), independent of the pool size.
@@ -41,6 +42,7 @@ from vllm.v1.core.sched.scheduler import Scheduler
 from kvclaims.model.claims import (CacheIdentity, ClaimError, ClaimSpec, Predicate,
                                    parse_mode)
 from kvclaims.model.telemetry import Telemetry
+from kvclaims.spec.vocab import Mode
 
 from . import vllm_adapter as va
 from .vllm_arbiter import ClaimArbiter
@@ -206,6 +208,11 @@ class ClaimScheduler(Scheduler):
         for rid, req in list(self._held.items()):
             need = self._need(req)
             if arb.in_conflict(need) and arb.infeasible(need):
+                blocking = arb.blocking_claims()
+                if blocking and all(arb.claims[c].spec.duration is not None
+                                    and arb.claims[c].spec.protection_mode == Mode.EXPIRING
+                                    for c in blocking):
+                    continue        # every claim in the way expires: wait for it
                 if arb.policy.demote_on_conflict:
                     for cid in arb.blocking_claims():
                         if arb.in_conflict(need):

@@ -186,7 +186,8 @@ class _VllmTarget:
         if not res.admitted:
             return Applied(False, note="vLLM could not allocate the object")
         self.arb.settle(f"materialize:{oid}")
-        self.arb._emit("object_stored", object_id=oid, blocks=cc.footprint)
+        self.arb.objects[oid].stored = False          # wholly absent before this step
+        self.arb.note_stored(self.arb.objects[oid])
         self.arb.refresh(self.arb.objects[oid])
         self.arb.check_materialized()
         return Applied(True)
