@@ -65,7 +65,11 @@ def main(argv) -> int:
                         "with checker/manifest.json (exit 12 on a difference)")
     p.add_argument("--update-manifest", action="store_true",
                    help="re-pin the reference state counts in checker/manifest.json")
+    p.add_argument("--replay", metavar="TRACE.itf.json",
+                   help="replay an ITF trace through the spec and confirm its violation")
     a = p.parse_args(argv)
+    if a.replay:
+        return _replay(a.replay)
     if a.check_manifest or a.update_manifest:
         return _manifest(a.update_manifest)
     cfg = config_from_args(a)
@@ -98,6 +102,28 @@ def main(argv) -> int:
         Path(a.json).write_text(json.dumps({"config": config_to_dict(cfg), "runs": results},
                                            indent=1) + "\n")
     return EXIT_UNEXPECTED if unexpected else EXIT_OK
+
+
+def _replay(path: str) -> int:
+    from .configio import resolve_policy
+    from .itf import ItfError, read_itf
+    from .replay import ReplayError, replay
+    try:
+        tr = read_itf(path)
+    except ItfError as e:
+        raise UsageError(str(e))
+    pol = resolve_policy(tr.policy)
+    try:
+        states = replay(tr.config, pol, tr.steps, violates=tr.goal or None)
+    except ReplayError as e:
+        print(f"{path}: does not replay: {e}")
+        return EXIT_UNEXPECTED
+    if states != tr.states:
+        print(f"{path}: replays, but its recorded states differ from the spec's")
+        return EXIT_UNEXPECTED
+    print(f"{path}: {tr.depth} steps replay through the spec under {tr.policy}"
+          + (f" and violate {tr.goal}" if tr.goal else ""))
+    return EXIT_OK
 
 
 def _manifest(update: bool) -> int:
