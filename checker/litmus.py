@@ -32,6 +32,10 @@ LITMUS_DIR = Path(__file__).with_name("litmus")
 TARGETS = {
     "spec": "kvclaims.refinement.spec_target:SpecTarget",
     "model": "kvclaims.refinement.model_target:ModelTarget",
+    "vllm-core": "kvclaims.refinement.vllm_target:VllmCoreTarget",
+    "vllm-engine": "kvclaims.refinement.vllm_target:VllmEngineTarget",
+    "vllm-patched": "kvclaims.refinement.vllm_target:VllmPatchedTarget",
+    "vllm-patched-engine": "kvclaims.refinement.vllm_target:VllmPatchedEngineTarget",
 }
 
 CLAIM_ACTIONS = ("submit", "accept", "reject", "materialize", "evict", "release")

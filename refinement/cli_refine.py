@@ -19,7 +19,7 @@ from kvclaims.spec.policy import policy_by_name
 from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
 
 from .check import check_refinement
-from .model_target import ModelTarget
+from kvclaims.checker.litmus import make_target
 
 
 class _Parser(argparse.ArgumentParser):
@@ -75,6 +75,7 @@ def main(argv) -> int:
     ap.add_argument("traces", nargs="*")
     ap.add_argument("--counterexample", action="append", default=[], metavar="POLICY:OB")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--target", default="model", help="a target of kvclaims.checker.litmus.TARGETS")
     a = ap.parse_args(argv)
     if not a.traces and not a.counterexample:
         raise UsageError("give trace files or --counterexample POLICY:OBLIGATION")
@@ -99,7 +100,7 @@ def main(argv) -> int:
             pol = policy_by_name(pol_name)
         except KeyError:
             raise UsageError(f"{label}: unknown policy {pol_name!r}") from None
-        rep = check_refinement(ModelTarget(), cfg, pol, steps)
+        rep = check_refinement(make_target(a.target), cfg, pol, steps)
         bad += not rep.ok
         out.append({"trace": label, **rep.to_json()})
         if not a.json:

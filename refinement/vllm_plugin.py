@@ -139,6 +139,7 @@ class ClaimScheduler(Scheduler):
         self._arrived: List[Any] = []
         self._held: Dict[str, Any] = {}
         self._errors: Dict[str, str] = {}
+        self.kvclaims_auto = True
         model = getattr(self.vllm_config.model_config, "model", "model")
         self._model_id = str(model)
         return self.arbiter
@@ -229,6 +230,8 @@ class ClaimScheduler(Scheduler):
                 va.requeue_waiting(self, req)
 
     def schedule(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.kvclaims_auto:          # driven step by step from outside (refinement)
+            return super().schedule(*args, **kwargs)
         self.arbiter.tick()
         if self._arrived or self._held:
             self._arbitrate()
@@ -248,6 +251,8 @@ class ClaimScheduler(Scheduler):
 
     def update_from_output(self, scheduler_output: Any, model_runner_output: Any) -> Any:
         outs = super().update_from_output(scheduler_output, model_runner_output)
+        if not self.kvclaims_auto:
+            return outs
         for rid in va.finished_request_ids(outs):
             self.arbiter.finished(rid)
         if self._errors:
@@ -257,7 +262,7 @@ class ClaimScheduler(Scheduler):
 
     def finish_requests(self, request_ids: Any, finished_status: Any) -> Any:
         done = super().finish_requests(request_ids, finished_status)
-        for req in done:
+        for req in done if self.kvclaims_auto else ():
             self.arbiter.finished(req.request_id)
             self._held.pop(req.request_id, None)
         return done

@@ -353,25 +353,27 @@ class _Parking:
             va.unpark_running(self.scheduler, parked)
             self._keep = set()
 
+    def reset_pool(self) -> None:
+        """Finish every live request and empty the prefix cache (a fresh pool)."""
+        for rid in list(self.live):
+            self.finish(rid)
+        self._drain()
+        if not self.block_pool.reset_prefix_cache():
+            raise RuntimeError("engine pool still in use")
+        self._events.clear()
+        self._unobserved = 0
+        self.registry = type(self.registry)()
+
+    def _prompt(self, request_id, n_blocks, prefix_object):
+        tokens, s = super()._prompt(request_id, n_blocks, prefix_object)
+        return tokens, (s if prefix_object else getattr(self, "salts", {}).get(request_id))
+
 
 def _parked_engine_cls():
     from .vllm_engine import VllmEngine
 
     class ParkedEngine(_Parking, VllmEngine):
         salts: Dict[str, str] = {}
-
-        def reset_pool(self) -> None:
-            for rid in list(self.live):
-                self.finish(rid)
-            self._drain()
-            if not self.block_pool.reset_prefix_cache():
-                raise RuntimeError("engine pool still in use")
-            self._events.clear()
-            self._unobserved = 0
-
-        def _prompt(self, request_id, n_blocks, prefix_object):
-            tokens, s = super()._prompt(request_id, n_blocks, prefix_object)
-            return tokens, (s if prefix_object else self.salts.get(request_id))
 
     return ParkedEngine
 
@@ -388,7 +390,32 @@ class VllmEngineTarget(_VllmTarget):
     def _build(self, num_blocks: int, policy: Policy) -> None:
         self.driver = shared_engine("stock", num_blocks)
         self.driver.reset_pool()
-        self.driver.registry = type(self.driver.registry)()
         self.driver.salts = {f"r{j}": salt(rc.identity)
                              for j, rc in enumerate(self.cfg.requests)}
         self.arb = None   # a new ledger; its eviction hook replaces the previous one
+
+
+class VllmPatchedEngineTarget(_VllmTarget):
+    """The live engine with ClaimScheduler, driven by spec steps: the scheduler's own
+    arbitration is switched off (``kvclaims_auto = False``: no tick per engine step, no
+    automatic deferral) and the target takes each lifecycle step on its arbiter, so every
+    spec step is exactly one thing on the engine. The automatic path is tested live."""
+
+    name = "vllm-patched-engine"
+    patched = True
+
+    def _build(self, num_blocks: int, policy: Policy) -> None:
+        eng = shared_engine("patched", num_blocks)
+        self.arb = eng.scheduler.kvclaims_reset(policy, self.cfg.cap,
+                                                Telemetry(run_id=self.run_id))
+        eng.scheduler.kvclaims_auto = False
+        eng.reset_pool()
+        eng.salts = {f"r{j}": salt(rc.identity) for j, rc in enumerate(self.cfg.requests)}
+        self.driver = eng
+
+    def _admit(self, rid: str, need: int, admit: bool):
+        from .vllm_core import AdmitResult
+
+        if self.arb.in_conflict(need):       # it would wait in vLLM's queue: not taken now
+            return AdmitResult(rid, False, (), 0, 0)
+        return self.driver.admit(rid, need, admit_future_reuse=admit)

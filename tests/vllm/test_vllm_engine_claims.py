@@ -19,9 +19,9 @@ CLAIM = {"claim_id": "cA", "object_id": "A", "protection_mode": "hard_protected"
 
 @pytest.fixture(scope="module")
 def patched(vllm_layer):
-    from kvclaims.refinement.vllm_plugin import PatchedEngine
+    from kvclaims.refinement.vllm_target import shared_engine
 
-    return PatchedEngine(POOL, policy="hard_refuse", cap=60)
+    return shared_engine("patched", POOL)
 
 
 @pytest.fixture
