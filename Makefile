@@ -65,3 +65,10 @@ litmus: $(STAMP)
 
 bench-explore: $(STAMP)
 	$(BIN)/python bench/bench_explore.py
+
+# vLLM refinement replay throughput and the claim arbiter's Scheduler overhead (issue 5):
+# bench/vllm.json; the numbers are copied into BENCHMARKS.md's vLLM section.
+.PHONY: bench-vllm
+
+bench-vllm: $(VLLM_STAMP)
+	$(BIN)/python bench/bench_vllm.py

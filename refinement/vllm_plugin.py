@@ -202,6 +202,8 @@ class ClaimScheduler(Scheduler):
                 rid = req.request_id
                 if rid in self._errors or req.is_finished() or req.num_computed_tokens:
                     continue
+                if -(-req.num_tokens // self.block_size) <= arb.free_blocks():
+                    continue        # fits whatever it hits: no prefix lookup needed
                 need = self._need(req)
                 if arb.in_conflict(need) and arb.defer(rid, need):
                     va.remove_waiting(self, [req])
