@@ -457,3 +457,12 @@ def request_cached_tokens(request: Request) -> int:
     stats = getattr(request, "prefill_stats", None)
     n = getattr(stats, "num_cached_tokens", 0) if stats is not None else 0
     return n if isinstance(n, int) and n > 0 else 0
+
+
+try:  # 0.32 raises its own validation error for a prompt the engine cannot take
+    from vllm.exceptions import VLLMValidationError as _ValidationError
+except ImportError:  # pragma: no cover - older releases raise ValueError
+    _ValidationError = ValueError
+
+# What adding a request the engine cannot serve at all (e.g. longer than max_model_len) raises.
+REQUEST_REJECTED: tuple[type[BaseException], ...] = (ValueError, _ValidationError)

@@ -182,7 +182,10 @@ class _VllmTarget:
             return Applied(False, note="object already (partly) resident")
         if empty < cc.footprint:
             return Applied(False, note="not enough free unhashed blocks to store the object")
-        res = self.driver.materialize(oid, cc.footprint, salt=salt(cc.identity))
+        try:
+            res = self.driver.materialize(oid, cc.footprint, salt=salt(cc.identity))
+        except va.REQUEST_REJECTED as e:   # the engine rejects a prompt longer than its max length
+            return Applied(False, note=f"vLLM rejected the request: {e}")
         if not res.admitted:
             return Applied(False, note="vLLM could not allocate the object")
         self.arb.settle(f"materialize:{oid}")
@@ -201,7 +204,10 @@ class _VllmTarget:
         need = self.cfg.requests[j].need
         before = self._resident()
         _, cached_before = self._free_split()
-        res = self._admit(rid, need, given["admit"])
+        try:
+            res = self._admit(rid, need, given["admit"])
+        except va.REQUEST_REJECTED as e:   # the engine rejects a prompt longer than its max length
+            return Applied(False, note=f"vLLM rejected the request: {e}")
         if not res.admitted:
             self.arb._victims.clear()
             return Applied(False, note="vLLM could not allocate it")

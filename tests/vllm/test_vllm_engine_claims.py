@@ -81,6 +81,9 @@ def test_live_arbiter_refuses_keeps_the_prefix_and_serves_the_full_hit(fresh):
     c = run(eng, "C", tokens("A", 60) + [3] * 16)
     assert c.num_cached_tokens == 960                      # the whole claimed prefix hits
     assert arb.counters["refused"] == 1 and arb.counters["materialized"] == 1
+    from prometheus_client import REGISTRY     # where vLLM users scrape metrics
+    assert REGISTRY.get_sample_value("kvclaims_claim_events_total",
+                                     {"event": "refused", "policy": "hard_refuse"}) >= 1
     # L7: the engine's own telemetry reconstructs the outcome
     rec = reconstruct([dict(e) for e in arb.telemetry.events])
     assert [t for _, t in rec.claims["cA"].history] == [
