@@ -77,6 +77,12 @@ def run_ours(symmetry: bool) -> dict:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--rewrite"]:      # re-render the section from bench/explore.json
+        res = json.loads((ROOT / "bench" / "explore.json").read_text())
+        add_search_ratios(res)
+        (ROOT / "bench" / "explore.json").write_text(json.dumps(res, indent=1) + "\n")
+        write_section(res)
+        return 0
     ensure_spin()
     with tempfile.TemporaryDirectory() as d:
         spin = run_spin(Path(d))
@@ -92,10 +98,21 @@ def main() -> int:
         "ratio_no_symmetry_vs_spin": round(ours_nosym["time_to_verdict_s"]
                                            / spin["time_to_verdict_s"], 2),
     }
+    add_search_ratios(res)
     (ROOT / "bench" / "explore.json").write_text(json.dumps(res, indent=1) + "\n")
     write_section(res)
     print(json.dumps({k: v for k, v in res.items() if k != "config"}, indent=1))
     return 0
+
+
+def add_search_ratios(res: dict) -> None:
+    """SPIN's time to verdict includes generating and compiling pan.c; against its search
+    alone the comparison is harsher, and both are recorded."""
+    sv = res["spin"]["verify_s"]
+    res["ratio_symmetry_vs_spin_search_only"] = round(
+        res["explorer_symmetry"]["time_to_verdict_s"] / sv, 2)
+    res["ratio_no_symmetry_vs_spin_search_only"] = round(
+        res["explorer_no_symmetry"]["time_to_verdict_s"] / sv, 2)
 
 
 BEGIN, END = "<!-- bench-explore:begin -->", "<!-- bench-explore:end -->"
@@ -121,8 +138,15 @@ continues past violations so the verdict is exhaustive). One core, Python {r['py
 SPIN stores one state more than the explorer without symmetry (the process's state before
 its initialising d_step): same transition system ({'confirmed' if r['same_state_count'] else 'NOT confirmed'}).
 
-**Ratio (our time to verdict / SPIN's): {r['ratio_symmetry_vs_spin']} with symmetry,
-{r['ratio_no_symmetry_vs_spin']} without.** Target was <= 1.
+**Ratio (our time to verdict / SPIN's, SPIN counted from `spin -a` + `gcc` + search):
+{r['ratio_symmetry_vs_spin']} with symmetry, {r['ratio_no_symmetry_vs_spin']} without.**
+Against SPIN's search alone (pan already compiled): {r['ratio_symmetry_vs_spin_search_only']}
+with symmetry, {r['ratio_no_symmetry_vs_spin_search_only']} without. Target was <= 1: met
+only when SPIN's compile step is counted. Most of SPIN's time is gcc on the generated pan.c
+(the model has one guarded d_step per action instance and choice vector, {s['model_bytes']}
+bytes of Promela); a hand-tuned Promela model would compile much faster, so the honest
+reading is that symmetry reduction brings the Python explorer within
+{r['ratio_symmetry_vs_spin_search_only']}x of SPIN's compiled search, not past it.
 
 Where the time goes: the explorer runs the spec's own guards and effects, staged into
 straight-line Python per action instance (checker/compile.py), so each state costs a few
