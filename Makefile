@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvclaims-installed
+# defined up here: make expands prerequisites when it reads a rule
+VLLM_STAMP := $(VENV)/.kvclaims-vllm-installed
 
 .PHONY: check-spec test bench-spec venv clean
 
@@ -11,7 +13,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -e '.[plot]'
 	touch $@
 
 check-spec: $(STAMP)
@@ -30,8 +32,6 @@ clean:
 # vLLM layer (refinement/vllm_*.py, tests/vllm/): a CPU build of vLLM 0.32.0.
 # torchvision/torchaudio/torchcodec from PyPI break `import vllm` on this CPU torch,
 # and triton has no CPU backend: remove them after the install.
-VLLM_STAMP := $(VENV)/.kvclaims-vllm-installed
-
 .PHONY: vllm
 
 vllm: $(VLLM_STAMP)
