@@ -16,9 +16,10 @@ CASES = [
     ("native", "O3", 4, (4, ("O3", "O5", "O6"))),
     ("soft_priority", "O7", 2, (2, ("O7",))),
     ("write_no_admit", "O2", 4, (4, ("O2", "O3"))),
-    # the solver evicts the tail of a contiguous_range(1, 1) claim; a block-counting runtime
-    # gives up the head first, so the predicate survives: O3 only
-    ("block_count", "O5", 4, (4, ("O3",))),
+    # A block-counting runtime gives up the head first.  Whether that also breaks the
+    # predicate depends on the claim shape the solver picked (contiguous_range(1, 1) survives
+    # losing the head, leading_prefix_at_least does not): either outcome is a refinement.
+    ("block_count", "O5", 4, {(4, ("O3",)), (4, ("O3", "O5", "O6"))}),
     ("late_release", "O4", 4, (4, ("O4",))),
     # the solver names claims nobody submitted; this runtime's misattribution (every claim
     # on record) names none when none is on record
@@ -27,7 +28,7 @@ CASES = [
     ("demotion_after_loss", "O4", 4, (4, ("O4",))),
     ("forget_blocking_claim", "O8", 4, (4, ("O8",))),
     ("skip_expiry_check", "O3", 5, (5, ("O3",))),
-    ("count_blocks", "O5", 4, (4, ("O3",))),
+    ("count_blocks", "O5", 4, {(4, ("O3",)), (4, ("O3", "O5", "O6"))}),
     ("skip_owner_check", "O10", 3, (3, ("O10",))),
 ]
 
@@ -40,7 +41,10 @@ def test_model_refines_counterexample(name, ob, depth, first):
     rep = check_refinement(ModelTarget(), tr.config, pol, tr.steps)
     assert rep.ok, rep.divergence.describe() if rep.divergence else rep.initial_diff
     assert rep.declined == []
-    assert rep.first_broken() == first
+    if isinstance(first, set):
+        assert rep.first_broken() in first
+    else:
+        assert rep.first_broken() == first
 
 
 # --- the checker is not vacuous: a runtime bug is a divergence -----------------------------------
