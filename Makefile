@@ -72,3 +72,6 @@ bench-explore: $(STAMP)
 
 bench-vllm: $(VLLM_STAMP)
 	$(BIN)/python bench/bench_vllm.py
+
+.PHONY: bench
+bench: bench-spec bench-explore bench-model bench-vllm
