@@ -99,3 +99,43 @@ def scenario():
     return types.SimpleNamespace(
         OBJECT_BLOCKS=OBJECT_BLOCKS, ACTIVE_BLOCKS=ACTIVE_BLOCKS, run=run_scenario,
         expected=expected, check=check_scenario)
+
+
+@pytest.fixture(scope="session")
+def patched(vllm_layer):
+    """The in-process engine with ClaimScheduler (pool of 81), shared by the process."""
+    from kvclaims.refinement.vllm_target import shared_engine
+
+    return shared_engine("patched", ENGINE_POOL)
+
+
+@pytest.fixture
+def fresh(patched):
+    """The patched engine with a new arbiter under `policy` and an emptied prefix cache."""
+    def make(policy="hard_refuse", cap=60):
+        arb = patched.scheduler.kvclaims_reset(policy, cap)
+        assert patched.block_pool.reset_prefix_cache()
+        return patched, arb
+    return make
+
+
+def serve_requests(eng, requests, steps=20):
+    """Add (request_id, token_ids, SamplingParams) requests together, step the engine until
+    none is left; the finished outputs by request id."""
+    from vllm.inputs import TokensPrompt
+
+    for rid, token_ids, params in requests:
+        eng.engine.add_request(rid, TokensPrompt(prompt_token_ids=list(token_ids)), params)
+    done = {}
+    for _ in range(steps):
+        for out in eng.engine.step():
+            if out.finished:
+                done[out.request_id] = out
+        if not eng.engine.has_unfinished_requests():
+            break
+    return done
+
+
+@pytest.fixture(scope="session")
+def serve():
+    return serve_requests

@@ -5,33 +5,13 @@ hit (num_cached_tokens); demotion and expiry before loss; L7 from the engine's o
 telemetry; malformed claims rejected per request while the engine serves the others."""
 from __future__ import annotations
 
-import pytest
-
 from kvclaims.spec.actions import Step
 from kvclaims.spec.policy import POLICIES
 from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
 from kvclaims.spec.vocab import Mode
 
-POOL = 81
 CLAIM = {"claim_id": "cA", "object_id": "A", "protection_mode": "hard_protected",
          "predicate": {"kind": "leading_prefix_at_least", "k": 60}, "footprint_blocks": 60}
-
-
-@pytest.fixture(scope="module")
-def patched(vllm_layer):
-    from kvclaims.refinement.vllm_target import shared_engine
-
-    return shared_engine("patched", POOL)
-
-
-@pytest.fixture
-def fresh(patched):
-    """The patched engine with a new arbiter under `policy` and an emptied prefix cache."""
-    def make(policy="hard_refuse", cap=60):
-        arb = patched.scheduler.kvclaims_reset(policy, cap)
-        assert patched.block_pool.reset_prefix_cache()
-        return patched, arb
-    return make
 
 
 def run(engine, rid, tokens, extra=None, max_tokens=1, steps=8):
