@@ -309,10 +309,12 @@ def install_no_admit(manager: KVCacheManager, denies_reuse: Callable[[Request], 
 
 
 def denies_future_reuse(request: Request) -> bool:
-    """True when the request's ``extra_args`` carry ``kvclaims_admit_future_reuse=False``."""
+    """True when the request's ``extra_args`` carry ``kvclaims_admit_future_reuse=False``
+    (or 0: the OpenAI server's ``vllm_xargs`` turns JSON ``false`` into 0)."""
     params = getattr(request, "sampling_params", None)
     extra = getattr(params, "extra_args", None) or {}
-    return extra.get(ADMIT_FUTURE_REUSE_KEY, True) is False
+    value = extra.get(ADMIT_FUTURE_REUSE_KEY, True)
+    return value is False or (type(value) in (int, float) and value == 0)
 
 
 ADMIT_FUTURE_REUSE_KEY = "kvclaims_admit_future_reuse"

@@ -18,6 +18,13 @@ Per request, ``SamplingParams.extra_args`` (``vllm_xargs`` through the OpenAI se
 - ``kvclaims_release``: a claim id the tenant releases.
 - ``kvclaims_admit_future_reuse``: ``false`` to deny future reuse of its KV (no-admit).
 
+Through the OpenAI server, ``vllm_xargs`` admits only flat values (strings, numbers, lists
+of them; vLLM's request validation refuses a nested object, and turns ``true``/``false``
+into 1/0). There the claim travels as a JSON string of the same object,
+``"kvclaims_claim": '{"claim_id": "c1", ...}'``, and vLLM's
+``to_sampling_params`` passes it into ``extra_args`` unchanged; the plugin decodes it.
+Tenant and release are strings either way.
+
 A malformed claim (wrong types, unknown mode, non-positive sizes, another tenant's
 object, ...) finishes *that* request with vLLM's error finish reason and a stop reason
 ``kvclaims: bad claim: ...``; every other request is served as usual.
@@ -34,6 +41,7 @@ The arbiter's work per step is O(new + held requests), independent of the pool s
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -72,8 +80,13 @@ def parse_claim(extra: Dict[str, Any], hashes: List[bytes], salt: Optional[str],
         raise ClaimError(f"{TENANT_KEY} must be a non-empty string")
     if raw is None:
         return None
+    if isinstance(raw, str):            # vllm_xargs: the claim object as a JSON string
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            pass
     if not isinstance(raw, dict):
-        raise ClaimError(f"{CLAIM_KEY} must be an object")
+        raise ClaimError(f"{CLAIM_KEY} must be an object (or a JSON string of one)")
     unknown = set(raw) - {"claim_id", "object_id", "owner_scope", "protection_mode",
                           "predicate", "footprint_blocks", "duration", "cache_identity"}
     if unknown:
@@ -241,10 +254,9 @@ class ClaimScheduler(Scheduler):
         arb = self.arbiter
         for rid in va.scheduled_new_request_ids(out):
             req = self.requests[rid]
-            extra = va.request_extra_args(req)
             live = len(va.request_block_ids(self.kv_cache_manager, rid))
             hit = va.request_cached_tokens(req) // self.block_size
-            arb.admitted(rid, live, extra.get(va.ADMIT_FUTURE_REUSE_KEY, True) is not False, hit)
+            arb.admitted(rid, live, not va.denies_future_reuse(req), hit)
         if arb._victims:
             arb.settle("schedule")
         if arb._pending:
