@@ -23,7 +23,9 @@ of them; vLLM's request validation refuses a nested object, and turns ``true``/`
 into 1/0). There the claim travels as a JSON string of the same object,
 ``"kvclaims_claim": '{"claim_id": "c1", ...}'``, and vLLM's
 ``to_sampling_params`` passes it into ``extra_args`` unchanged; the plugin decodes it.
-Tenant and release are strings either way.
+Tenant and release are strings either way. A release by anyone but the claim's owner is
+refused (``release_denied`` in the telemetry, the claim unchanged) and that request
+finishes with the error below.
 
 A malformed claim (wrong types, unknown mode, non-positive sizes, another tenant's
 object, ...) finishes *that* request with vLLM's error finish reason and a stop reason
@@ -50,7 +52,7 @@ from vllm.v1.core.sched.scheduler import Scheduler
 from kvclaims.model.claims import (CacheIdentity, ClaimError, ClaimSpec, Predicate,
                                    parse_mode)
 from kvclaims.model.telemetry import Telemetry
-from kvclaims.spec.vocab import Mode
+from kvclaims.spec.vocab import RESPONSIBLE, Mode
 
 from . import vllm_adapter as va
 from .vllm_arbiter import ClaimArbiter
@@ -175,7 +177,11 @@ class ClaimScheduler(Scheduler):
             if release is not None:
                 if not isinstance(release, str) or release not in arb.claims:
                     raise ClaimError(f"{RELEASE_KEY}: unknown claim {release!r}")
-                arb.release(release, extra.get(TENANT_KEY) or "")
+                actor = extra.get(TENANT_KEY) or ""
+                arb.release(release, actor)
+                if arb.claims[release].status in RESPONSIBLE:   # release_denied emitted
+                    raise ClaimError(f"{RELEASE_KEY}: tenant {actor!r} may not release "
+                                     f"claim {release!r}: only its owner may")
             if spec is not None:
                 obj = arb.objects.get(spec.object_id)
                 mine = hashes[:spec.footprint_blocks]
