@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple, Union
 
-from kvclaims.spec.vocab import Mode
+from kvclaims.spec.vocab import Mode, PROTECTED_MODES, RESPONSIBLE, UNMODELLED_MODES
 
 
 class ClaimError(ValueError):
@@ -146,3 +146,24 @@ def validate_claim(spec: ClaimSpec, object_blocks: Optional[int] = None) -> Clai
         spec = ClaimSpec(spec.claim_id, spec.owner_scope, spec.cache_identity, spec.object_id,
                          spec.predicate, spec.footprint_blocks, mode, spec.duration)
     return spec
+
+
+def reserved_footprint(records) -> int:
+    """Footprint of the accepted protecting claims among `records` (objects with `.status`
+    and `.spec`): what acceptance control counts against the cap (spec: reserved_footprint)."""
+    return sum(c.spec.footprint_blocks for c in records
+               if c.status in RESPONSIBLE and c.spec.protection_mode in PROTECTED_MODES)
+
+
+def acceptance_decision(spec: "ClaimSpec", reserved: int, cap: int) -> Tuple[bool, str]:
+    """Acceptance control, shared by every runtime (the runtime side of the spec's
+    accept_allowed): fail closed on modes with no modelled tier; a protecting claim counts
+    against the cap so active work keeps its headroom; never half-accepted."""
+    if spec.protection_mode in UNMODELLED_MODES:
+        return False, f"protection mode {MODE_NAMES[spec.protection_mode]} has no tier here"
+    if spec.protection_mode in PROTECTED_MODES:
+        if spec.footprint_blocks > cap:
+            return False, f"footprint {spec.footprint_blocks} exceeds the protected cap {cap}"
+        if reserved + spec.footprint_blocks > cap:
+            return False, f"protected footprint would be {reserved + spec.footprint_blocks} > cap {cap}"
+    return True, "within cap"

@@ -24,11 +24,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from kvclaims.spec.policy import Naming, Policy, policy_by_name
 from kvclaims.spec.vocab import (ClaimStatus as CS, Feasibility, Lowering, Mode,
                                  PROTECTED_MODES, RESPONSIBLE, RequestStatus as RS,
-                                 UNMODELLED_MODES, lowering_verdict)
+                                 lowering_verdict)
 
 from .attention import Attention, chunks, live_blocks_required
-from .claims import (CacheIdentity, ClaimError, ClaimSpec, MODE_NAMES, parse_mode,
-                     validate_claim)
+from .claims import (CacheIdentity, ClaimError, ClaimSpec, MODE_NAMES, acceptance_decision,
+                     parse_mode, reserved_footprint, validate_claim)
 from .pool import BlockPool
 from .telemetry import Telemetry
 
@@ -342,26 +342,16 @@ class MicroRuntime:
         return self.claims[claim_id]
 
     def reserved_footprint(self) -> int:
-        return sum(c.spec.footprint_blocks for c in self.claims.values()
-                   if c.status in RESPONSIBLE and c.spec.protection_mode in PROTECTED_MODES)
+        return reserved_footprint(self.claims.values())
 
     def acceptance(self, claim_id: str) -> Tuple[bool, str]:
-        """Acceptance control: fail closed on modes with no modelled tier; protecting claims
-        count against the cap so active work keeps its headroom; never half-accepted."""
-        c = self._claim(claim_id)
-        s = c.spec
+        """Acceptance control (model.claims.acceptance_decision), plus: a claim's cache
+        identity must be its object's."""
+        s = self._claim(claim_id).spec
         obj = self.objects.get(s.object_id)
         if obj is not None and obj.identity != s.cache_identity:
             return False, "cache identity differs from the object's"
-        if s.protection_mode in UNMODELLED_MODES:
-            return False, f"protection mode {MODE_NAMES[s.protection_mode]} has no tier here"
-        if s.protection_mode in PROTECTED_MODES:
-            if s.footprint_blocks > self.cap:
-                return False, f"footprint {s.footprint_blocks} exceeds the protected cap {self.cap}"
-            if self.reserved_footprint() + s.footprint_blocks > self.cap:
-                return False, (f"protected footprint would be "
-                               f"{self.reserved_footprint() + s.footprint_blocks} > cap {self.cap}")
-        return True, "within cap"
+        return acceptance_decision(s, self.reserved_footprint(), self.cap)
 
     def decide(self, claim_id: str) -> Decision:
         c = self._claim(claim_id)

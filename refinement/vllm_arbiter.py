@@ -33,12 +33,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from kvclaims.model.claims import MODE_NAMES, ClaimSpec, validate_claim
+from kvclaims.model.claims import (MODE_NAMES, ClaimSpec, acceptance_decision,
+                                   reserved_footprint, validate_claim)
 from kvclaims.model.runtime import Decision, Victim
 from kvclaims.model.telemetry import Telemetry
 from kvclaims.spec.policy import Policy, policy_by_name
 from kvclaims.spec.vocab import (ClaimStatus as CS, PROTECTED_MODES, RESPONSIBLE,
-                                 RequestStatus as RS, UNMODELLED_MODES)
+                                 RequestStatus as RS)
 
 from . import vllm_adapter as va
 
@@ -279,18 +280,11 @@ class ClaimArbiter:
         return self.decide(spec.claim_id)
 
     def reserved_footprint(self) -> int:
-        return sum(c.spec.footprint_blocks for c in self.claims.values()
-                   if c.status in RESPONSIBLE and c.spec.protection_mode in PROTECTED_MODES)
+        return reserved_footprint(self.claims.values())
 
     def acceptance(self, claim_id: str) -> Tuple[bool, str]:
-        s = self.claims[claim_id].spec
-        if s.protection_mode in UNMODELLED_MODES:
-            return False, f"protection mode {MODE_NAMES[s.protection_mode]} has no tier here"
-        if s.protection_mode in PROTECTED_MODES:
-            total = self.reserved_footprint() + s.footprint_blocks
-            if total > self.cap:
-                return False, f"protected footprint would be {total} > cap {self.cap}"
-        return True, "within cap"
+        return acceptance_decision(self.claims[claim_id].spec, self.reserved_footprint(),
+                                   self.cap)
 
     def decide(self, claim_id: str) -> Decision:
         ok, why = self.acceptance(claim_id)
