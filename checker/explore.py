@@ -25,6 +25,8 @@ z3 BMC agree on shortest counterexample lengths.
 from __future__ import annotations
 
 import itertools
+import math
+import operator
 import sys
 import time
 from collections import Counter, deque
@@ -80,6 +82,55 @@ class Canon:
         if not symmetry:
             self.dead_clock = []
         self.symmetry = self.symmetry or bool(self.dead_clock)
+        self._orbit = self._orbit_maps(cs)
+
+    # Enumerating the whole symmetry group as precomputed index maps costs one C-level
+    # itemgetter call (and one tuple comparison) per group element.  Measured on the
+    # bench-explore configuration: 4 maps (2 claims x 2 requests) halve the time of the sorting
+    # search (_sym); 36 maps (3 x 3) are slower than it, so larger groups keep _sym.
+    MAX_ORBIT_MAPS = 8
+
+    def _orbit_maps(self, cs: CompiledSpec):
+        """One itemgetter per element of the symmetry group (permutations within each group
+        of interchangeable claims, times those within each group of interchangeable requests),
+        each giving the permuted state in the original layout.  The least image over the whole
+        group is the lexicographic least member of the orbit: the same representative _sym
+        finds by sorting, at a fraction of the cost."""
+        if not any(len(g) > 1 for g in self.claim_groups + self.req_groups):
+            return None
+        size = 1
+        for g in self.claim_groups + self.req_groups:
+            size *= math.factorial(len(g))
+        if size > self.MAX_ORBIT_MAPS:
+            return None
+        K, R = len(self.claim_span), len(self.req_span)
+
+        def perms(groups, n):
+            out = []
+            for combo in itertools.product(*[itertools.permutations(g) for g in groups]):
+                p = list(range(n))
+                for g, order in zip(groups, combo):
+                    for pos, old in zip(g, order):
+                        p[pos] = old
+                out.append(p)
+            return out
+        maps = []
+        for cp in perms(self.claim_groups, K):
+            for rp in perms(self.req_groups, R):
+                m = list(range(self.n))
+                for new, old in enumerate(cp):
+                    for a, b in zip(self.claim_span[new], self.claim_span[old]):
+                        m[a] = b
+                for new, old in enumerate(rp):
+                    dst, src = self.req_span[new], self.req_span[old]
+                    pre, named, blocking = self.req_vec[new]
+                    for k in pre:
+                        m[dst[k]] = src[k]
+                    for i in range(K):
+                        m[dst[named[i]]] = src[named[cp[i]]]
+                        m[dst[blocking[i]]] = src[blocking[cp[i]]]
+                maps.append(operator.itemgetter(*m))
+        return maps
 
     def __call__(self, t: tuple) -> tuple:
         t = list(t)
@@ -98,6 +149,8 @@ class Canon:
             t[k] = 0
         if not self.symmetry:
             return tuple(t)
+        if self._orbit is not None:
+            return min(g(t) for g in self._orbit)
         return self._sym(t)
 
     def _sym(self, t: list) -> tuple:
