@@ -7,52 +7,59 @@ from __future__ import annotations
 import pytest
 
 from kvclaims.checker.bmc import bmc
+from kvclaims.model.runtime import MicroRuntime
 from kvclaims.refinement.check import check_refinement
 from kvclaims.refinement.model_target import ModelTarget
+from kvclaims.spec.actions import Step, complete_choices
 from kvclaims.spec.policy import MUTATIONS, POLICIES
+from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
+from kvclaims.spec.vocab import Mode
 
-# (policy or mutation, obligation, trace depth, what the runtime breaks first: (step, ids))
+# (policy or mutation, obligation it breaks, shortest trace depth).  The solver picks the
+# sizes, the claim shapes and the victims of its counterexample freely (and its pick depends
+# on the process's z3 history), so what is asserted is what holds for every pick: the
+# runtime refines every step, and wherever it made the same choices as the trace it breaks
+# the same obligation at the same step.  Fixed scenarios with exact outcomes per policy are
+# the litmus tests (tests/test_refine_model_litmus.py).
 CASES = [
-    ("native", "O3", 4, (4, ("O3", "O5", "O6"))),
-    ("soft_priority", "O7", 2, (2, ("O7",))),
-    ("write_no_admit", "O2", 4, (4, ("O2", "O3"))),
-    # A block-counting runtime gives up the head first.  Whether that also breaks the
-    # predicate depends on the claim shape the solver picked (contiguous_range(1, 1) survives
-    # losing the head, leading_prefix_at_least does not): either outcome is a refinement.
-    ("block_count", "O5", 4, {(4, ("O3",)), (4, ("O3", "O5", "O6"))}),
-    ("late_release", "O4", 4, (4, ("O4",))),
-    # the solver names claims nobody submitted; this runtime's misattribution (every claim
-    # on record) names none when none is on record
-    ("misattribute", "O8", 1, None),
-    ("drop_protection_guard", "O3", 4, (4, ("O3",))),
-    ("demotion_after_loss", "O4", 4, (4, ("O4",))),
-    ("forget_blocking_claim", "O8", 4, (4, ("O8",))),
-    ("skip_expiry_check", "O3", 5, (5, ("O3",))),
-    ("count_blocks", "O5", 4, {(4, ("O3",)), (4, ("O3", "O5", "O6"))}),
-    ("skip_owner_check", "O10", 3, (3, ("O10",))),
+    ("native", "O3", 4), ("soft_priority", "O7", 2), ("write_no_admit", "O2", 4),
+    ("block_count", "O5", 4), ("late_release", "O4", 4), ("misattribute", "O8", 1),
+    ("drop_protection_guard", "O3", 4), ("demotion_after_loss", "O4", 4),
+    ("forget_blocking_claim", "O8", 4), ("skip_expiry_check", "O3", 5),
+    ("count_blocks", "O5", 4), ("skip_owner_check", "O10", 3),
 ]
 
 
-@pytest.mark.parametrize("name,ob,depth,first", CASES)
-def test_model_refines_counterexample(name, ob, depth, first):
+@pytest.mark.parametrize("name,ob,depth", CASES)
+def test_model_refines_counterexample(name, ob, depth):
     pol = POLICIES.get(name) or MUTATIONS[name]
     tr = bmc(pol, [ob], max_depth=depth + 1).found[ob]
     assert tr.depth == depth
     rep = check_refinement(ModelTarget(), tr.config, pol, tr.steps)
     assert rep.ok, rep.divergence.describe() if rep.divergence else rep.initial_diff
     assert rep.declined == []
-    if isinstance(first, set):
-        assert rep.first_broken() in first
-    else:
-        assert rep.first_broken() == first
+    same = all(
+        all(dict(s.choices).get(k, v) == v for k, v in complete_choices(tr.config, pol, st).items())
+        for s, st in zip(rep.steps, tr.steps))
+    if same:
+        assert rep.first_broken()[0] == depth and ob in rep.first_broken()[1]
+
+
+def test_same_choices_reproduce_the_violation_exactly():
+    """native's counterexample is forced (no eligible choice but the claim's tail), so the
+    runtime takes the trace's choices and breaks O3 at the trace's last step."""
+    pol = POLICIES["native"]
+    cfg = Config(usable=4, cap=4, claims=(ClaimConfig(3, 0, 3, int(Mode.HARD_PROTECTED), 0, 0),),
+                 requests=(RequestConfig(2),))
+    steps = [Step("submit", (0,)), Step("accept", (0,)), Step("materialize", (0,)),
+             Step("admit", (0,), (("take[0]", 1),))]
+    rep = check_refinement(ModelTarget(), cfg, pol, steps)
+    assert rep.ok and rep.declined == []
+    assert rep.first_broken() == (4, ("O3", "O5", "O6"))
 
 
 # --- the checker is not vacuous: a runtime bug is a divergence -----------------------------------
 
-from kvclaims.model.runtime import MicroRuntime  # noqa: E402
-from kvclaims.spec.actions import Step  # noqa: E402
-from kvclaims.spec.state import ClaimConfig, Config, RequestConfig  # noqa: E402
-from kvclaims.spec.vocab import Mode  # noqa: E402
 
 L3 = Config(usable=80, cap=60, claims=(ClaimConfig(60, 0, 60, int(Mode.HARD_PROTECTED), 0, 0),),
             requests=(RequestConfig(70),))
