@@ -167,3 +167,22 @@ def acceptance_decision(spec: "ClaimSpec", reserved: int, cap: int) -> Tuple[boo
         if reserved + spec.footprint_blocks > cap:
             return False, f"protected footprint would be {reserved + spec.footprint_blocks} > cap {cap}"
     return True, "within cap"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A runtime's answer to a submitted claim: accepted or rejected, and why."""
+    claim_id: str
+    accepted: bool
+    reason: str
+
+
+def decide_claim(ledger, claim_id: str) -> Decision:
+    """Take the acceptance decision on a pending claim and carry it out: `ledger` is any
+    runtime with acceptance(), accept() and reject() (the MicroRuntime, the vLLM arbiter)."""
+    ok, why = ledger.acceptance(claim_id)
+    if ok:
+        ledger.accept(claim_id)
+    else:
+        ledger.reject(claim_id, why)
+    return Decision(claim_id, ok, why)

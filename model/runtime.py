@@ -27,8 +27,9 @@ from kvclaims.spec.vocab import (ClaimStatus as CS, Feasibility, Lowering, Mode,
                                  lowering_verdict)
 
 from .attention import Attention, chunks, live_blocks_required
-from .claims import (CacheIdentity, ClaimError, ClaimSpec, MODE_NAMES, acceptance_decision,
-                     parse_mode, reserved_footprint, validate_claim)
+from .claims import (CacheIdentity, ClaimError, ClaimSpec, Decision, MODE_NAMES,  # noqa: F401
+                     acceptance_decision, decide_claim, parse_mode, reserved_footprint,
+                     validate_claim)
 from .pool import BlockPool
 from .telemetry import Telemetry
 
@@ -115,13 +116,6 @@ class RequestRecord:
     blocks: List[int] = field(default_factory=list)
     peak_live: int = 0
     named: Tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Decision:
-    claim_id: str
-    accepted: bool
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -357,12 +351,7 @@ class MicroRuntime:
         c = self._claim(claim_id)
         if c.status != CS.SUBMITTED:
             raise RuntimeUsageError(f"claim {claim_id} is not pending")
-        ok, why = self.acceptance(claim_id)
-        if ok:
-            self.accept(claim_id)
-        else:
-            self.reject(claim_id, why)
-        return Decision(claim_id, ok, why)
+        return decide_claim(self, claim_id)
 
     def accept(self, claim_id: str) -> bool:
         c = self._claim(claim_id)

@@ -33,9 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from kvclaims.model.claims import (MODE_NAMES, ClaimSpec, acceptance_decision,
-                                   reserved_footprint, validate_claim)
-from kvclaims.model.runtime import Decision, Victim
+from kvclaims.model.claims import (MODE_NAMES, ClaimSpec, Decision, acceptance_decision,
+                                   decide_claim, reserved_footprint, validate_claim)
+from kvclaims.model.runtime import Victim
 from kvclaims.model.telemetry import Telemetry
 from kvclaims.spec.policy import Policy, policy_by_name
 from kvclaims.spec.vocab import (ClaimStatus as CS, PROTECTED_MODES, RESPONSIBLE,
@@ -287,12 +287,7 @@ class ClaimArbiter:
                                    self.cap)
 
     def decide(self, claim_id: str) -> Decision:
-        ok, why = self.acceptance(claim_id)
-        if ok:
-            self.accept(claim_id)
-        else:
-            self.reject(claim_id, why)
-        return Decision(claim_id, ok, why)
+        return decide_claim(self, claim_id)
 
     def accept(self, claim_id: str) -> bool:
         c = self.claims.get(claim_id)
