@@ -147,8 +147,11 @@ class ClaimLedger:
         self.requests: Dict[str, RequestRec] = {}
         self._where: Dict[Hashable, List[Tuple[ObjectRec, int]]] = {}
         self._pending: List[str] = []          # accepted, not yet materialized
-        self._victims: List[Victim] = []
-        self._new: Dict[str, List[int]] = {}        # object -> positions stored, unannounced
+        # what the pool did, in order, not yet announced: ("stored", object id, position) or
+        # ("lost", Victim, request id, claims whose predicate that loss broke)
+        self._log: List[Tuple[Any, ...]] = []
+        self._flushing = False
+        self.cause: Optional[str] = None       # request whose allocation is under way
         self._pinned_blocks: Dict[int, int] = {}    # block id -> objects pinning it
         self.active_live = 0
         self.counters: Dict[str, int] = {k: 0 for k in COUNTER_EVENTS}
@@ -160,8 +163,8 @@ class ClaimLedger:
     # --- telemetry ----------------------------------------------------------------------------
 
     def emit(self, type_: str, **fields):
-        if self._new and type_ != "object_stored":
-            self.flush_stored()
+        if self._log and not self._flushing:
+            self.flush()
         return self.telemetry.emit(type_, policy=self.policy.name, usable_blocks=self.usable,
                                    clock=self.clock, **fields)
 
@@ -200,6 +203,9 @@ class ClaimLedger:
             if self.residency.block_of(h) is not None:
                 obj.present[p] = 1
                 obj.n_present += 1
+                # content already in the pool (shared with another prompt): announced with
+                # the next event, so the trace's residency record knows it
+                self._log.append(("stored", object_id, p))
         self.objects[object_id] = obj
         for c in self.claims.values():      # a claim submitted before its object
             if c.spec.object_id == object_id:
@@ -259,7 +265,6 @@ class ClaimLedger:
     def _announce_stored(self, obj: ObjectRec, new: List[int]) -> None:
         """So an observer holding only the trace knows which positions are resident."""
         obj.stored = True
-        self._new.pop(obj.object_id, None)
         self.emit("object_stored", object_id=obj.object_id, blocks=obj.n_present,
                   positions=new)
 
@@ -281,30 +286,26 @@ class ClaimLedger:
                     c.pred_present += 1
             if obj.pinned or self.wants_pin(obj):
                 self._pin_position(obj, p)
-            self._new.setdefault(obj.object_id, []).append(p)
+            self._log.append(("stored", obj.object_id, p))
 
-    def flush_stored(self) -> None:
-        """One object_stored per object that gained resident positions since the last flush
-        (called before any other event, so the trace's residency record stays in order),
-        then the claims this made materialize."""
-        if self._new:
-            new, self._new = self._new, {}
-            for oid, ps in new.items():
-                obj = self.objects.get(oid)
-                ps = [p for p in ps if obj is not None and obj.present[p]]
-                if ps:
-                    self._announce_stored(obj, sorted(ps))
-        if self._pending:
-            self.check_materialized()
+    def _judged(self, c: ClaimRec, obj: ObjectRec) -> bool:
+        """Whether the claim counts as present, as the policy judges it (O5: by the
+        predicate; a block-counting lowering by the count)."""
+        if self.policy.count_protection:
+            return obj.n_present >= c.spec.predicate.k
+        return self.pred_holds(c)
 
     def evicted(self, h: Hashable, block_id: int, reason: str = "lru") -> None:
-        """The pool took the block carrying ``h`` for reuse."""
+        """The pool took the block carrying ``h`` for reuse. The harm is judged now, at the
+        loss: content recomputed later in the same step does not undo it."""
         hits = self._where.get(h)
         if not hits or self.residency.block_of(h) is not None:
             return          # unknown content, or a duplicate copy went and one stays
         for obj, p in hits:
             if not obj.present[p]:
                 continue
+            before = [c for c in (self.claims[cid] for cid in obj.claims)
+                      if c.status == CS.MATERIALIZED and self._judged(c, obj)]
             obj.present[p] = 0
             obj.n_present -= 1
             for cid in obj.claims:
@@ -314,44 +315,96 @@ class ClaimLedger:
             if p in obj.pinned:          # never for a pinned block; kept exact regardless
                 self._drop_pin(obj.pinned.pop(p))
             prot = any(self.recorded_protected(self.claims[cid]) for cid in obj.claims)
-            self._victims.append(Victim(block_id, obj.object_id, p, prot, reason))
+            broken = tuple(c.spec.claim_id for c in before if not self._judged(c, obj))
+            self._log.append(("lost", Victim(block_id, obj.object_id, p, prot, reason),
+                              self.cause, broken))
 
-    def settle(self, cause: str, request_id: Optional[str] = None) -> List[Victim]:
-        """After an allocation (or eviction): the victim events, then for each claim that
-        lost a position what the policy says: harm when its predicate broke, or (a late
-        announcing policy) the demotion/expiry after the fact."""
-        victims, self._victims = self._victims, []
-        if not victims:
-            return victims
+    def flush(self, cause: Optional[str] = None, request_id: Optional[str] = None) -> None:
+        """Announce what the pool did, in the order it happened: one object_stored per run
+        of stored positions of an object; a victim event per lost (object, position), and
+        after each run of victims what the policy says of the claims they hit (harm when the
+        loss broke the predicate; a late-announcing lowering's demotion or expiry). Then
+        the claims whose predicate now holds materialize. ``cause``/``request_id``: for
+        losses whose allocation did not name its request."""
+        if self._flushing:
+            return
+        self._flushing = True
+        try:
+            log, self._log = self._log, []
+            i = 0
+            while i < len(log):
+                j = i
+                kind = log[i][0]
+                while j < len(log) and log[j][0] == kind:
+                    j += 1
+                if kind == "stored":
+                    self._emit_stored(log[i:j])
+                else:
+                    self._emit_lost(log[i:j], cause, request_id)
+                i = j
+        finally:
+            self._flushing = False
+        if self._pending:
+            self.check_materialized()
+
+    def _emit_stored(self, run: List[Tuple[Any, ...]]) -> None:
+        by_obj: Dict[str, List[int]] = {}
+        for _, oid, p in run:
+            by_obj.setdefault(oid, []).append(p)
+        for oid, ps in by_obj.items():
+            obj = self.objects.get(oid)
+            if obj is not None:
+                self._announce_stored(obj, sorted(set(ps)))
+
+    def _emit_lost(self, run: List[Tuple[Any, ...]], cause: Optional[str],
+                   request_id: Optional[str]) -> None:
         pol = self.policy
-        hit: Dict[str, ObjectRec] = {}
-        for v in victims:
-            obj = self.objects[v.object_id]
-            hit[v.object_id] = obj
-            cs = [cid for cid in obj.claims if self.claims[cid].status in RESPONSIBLE]
+        broken: List[Tuple[str, Optional[str]]] = []
+        touched: Dict[str, Optional[str]] = {}
+        for _, v, rid, brk in run:
+            rid = rid or request_id
+            why = f"admit:{rid}" if rid else (cause or "allocation")
+            obj = self.objects.get(v.object_id)
+            cids = [cid for cid in obj.claims] if obj is not None else []
+            live = [cid for cid in cids if self.claims[cid].status in RESPONSIBLE]
             self.emit("victim", block_id=v.block_id, blocks=1, object_id=v.object_id,
                       logical_position=v.position, protected=v.protected, reason=v.reason,
-                      claim_id=cs[0] if cs else None, request_id=request_id, cause=cause)
-        affected = sorted((self.claims[cid] for o in hit.values() for cid in o.claims),
-                          key=lambda c: c.order)
-        for c in affected:
-            obj = hit[c.spec.object_id]
-            if obj.stored and obj.n_present == 0:
-                obj.stored = False
-            late = pol.late_announce and self.recorded_protected(c)
-            judged = (obj.n_present >= c.spec.predicate.k if pol.count_protection
-                      else self.pred_holds(c))
-            if pol.emits_harm and c.status == CS.MATERIALIZED and not late and not judged:
-                self.count("harmed")
-                self._end(c, CS.HARMED, "claim_harmed", cause=cause, request_id=request_id,
-                          predicate_before=True, predicate_after=False)
-            if late:
+                      claim_id=live[0] if live else None, request_id=rid, cause=why)
+            broken += [(cid, rid) for cid in brk]
+            for cid in cids:
+                touched.setdefault(cid, rid)
+        done = set()
+        for cid, rid in broken:
+            c = self.claims.get(cid)
+            if (cid in done or c is None or c.status != CS.MATERIALIZED or not pol.emits_harm
+                    or (pol.late_announce and self.recorded_protected(c))):
+                continue
+            done.add(cid)
+            self.count("harmed")
+            self._end(c, CS.HARMED, "claim_harmed",
+                      cause=f"admit:{rid}" if rid else (cause or "allocation"),
+                      request_id=rid, predicate_before=True, predicate_after=False)
+        if pol.late_announce:
+            for cid, rid in touched.items():
+                c = self.claims.get(cid)
+                if c is None or not self.recorded_protected(c):
+                    continue
                 overdue = self.overdue(c)
                 self.count("expired" if overdue else "demoted")
                 self._end(c, CS.EXPIRED if overdue else CS.DEMOTED,
                           "claim_expired" if overdue else "claim_demoted",
-                          late=True, request_id=request_id)
-        return victims
+                          late=True, request_id=rid)
+        for _, v, _, _ in run:
+            obj = self.objects.get(v.object_id)
+            if obj is not None and obj.stored and obj.n_present == 0:
+                obj.stored = False
+
+    def settle(self, cause: str, request_id: Optional[str] = None) -> None:
+        """After an allocation (or eviction) outside any request's: announce it."""
+        self.flush(cause, request_id)
+
+    def flush_stored(self) -> None:
+        self.flush()
 
     # --- protection ---------------------------------------------------------------------------
 
@@ -617,7 +670,7 @@ class ClaimLedger:
     def admitted(self, request_id: str, live_blocks: int, admit: bool = True,
                  hit_blocks: int = 0, **extra: Any) -> None:
         """A request the runtime allocated: victim events and harm first, then admission."""
-        self.settle(f"admit:{request_id}", request_id)
+        self.flush(f"admit:{request_id}", request_id)
         r = self.request(request_id)
         r.status, r.live, r.admit = RS.RUNNING, live_blocks, admit
         self.active_live += live_blocks

@@ -294,7 +294,14 @@ class _Observer:
         if t in CLAIM_STATUS:
             self.claim_event(ev)
         elif t == "object_stored":
-            self.resident[ev["object_id"]] = set(range(ev.get("blocks", 0)))
+            # `positions`: the logical positions that became resident (a runtime whose
+            # objects grow after acceptance); without it, the whole prefix of `blocks`
+            ps = ev.get("positions")
+            if isinstance(ps, list):
+                self.resident.setdefault(ev["object_id"], set()).update(
+                    p for p in ps if isinstance(p, int))
+            else:
+                self.resident[ev["object_id"]] = set(range(ev.get("blocks", 0)))
         elif t == "conflict":
             self.conflict(ev)
         elif t in REQUEST_STATUS:

@@ -391,6 +391,23 @@ def install_pool_hooks(block_pool: Any, on_stored: Callable[[Any, bytes], None],
     block_pool._insert_block_hash = insert
 
 
+def name_allocations(manager: KVCacheManager, ledger: Any) -> None:
+    """Set ``ledger.cause`` to the request whose ``allocate_slots`` is running, so each
+    eviction is charged to the allocation that made it (several requests are allocated in
+    one ``schedule()``). A later call replaces, never stacks."""
+    original = getattr(manager, "_kvclaims_original_allocate", None) or manager.allocate_slots
+    manager._kvclaims_original_allocate = original
+
+    def allocate_slots(request: Request, *args: Any, **kwargs: Any) -> Any:
+        ledger.cause = request.request_id
+        try:
+            return original(request, *args, **kwargs)
+        finally:
+            ledger.cause = None
+
+    manager.allocate_slots = allocate_slots  # type: ignore[method-assign]
+
+
 def request_block_hashes(request: Request) -> list[bytes]:
     """The prefix hash of each full block of a request's prompt, in logical order."""
     return [bytes(h) for h in request.block_hashes]
@@ -400,6 +417,14 @@ def request_extra_args(request: Request) -> dict[str, Any]:
     params = getattr(request, "sampling_params", None)
     extra = getattr(params, "extra_args", None)
     return extra if isinstance(extra, dict) else {}
+
+
+def request_peak_blocks(request: Request, block_size: int) -> int:
+    """Blocks a request holds once the KV of its last token is written: its prompt plus
+    ``max_tokens - 1`` generated tokens (the last sampled token's KV is never computed)."""
+    prompt = int(getattr(request, "num_prompt_tokens", 0) or request.num_tokens)
+    extra = max(0, int(getattr(request, "max_tokens", 1) or 1) - 1)
+    return -(-(prompt + extra) // block_size)
 
 
 def request_cache_salt(request: Request) -> str | None:

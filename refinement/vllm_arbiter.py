@@ -94,29 +94,39 @@ class ClaimArbiter(ClaimLedger):
     def infeasible(self, need: int) -> bool:
         return self.protected_resident + need > self.usable
 
-    def _hold(self, request_id: str, need: int, status: RS, live: Optional[int] = None,
-              reason: Optional[str] = None) -> bool:
+    def _hold(self, request_id: str, need: int, status: RS, live: Optional[int],
+              peak_new: Optional[int], reason: Optional[str] = None) -> bool:
+        peak_new = need if peak_new is None else peak_new
         self.hold_back(request_id, status, live=need if live is None else live,
-                       new_blocks=need, infeasible=self.infeasible(need), reason=reason)
+                       new_blocks=peak_new, infeasible=self.infeasible(peak_new),
+                       reason=reason)
         return True
 
-    def defer(self, request_id: str, need: int, live: Optional[int] = None) -> bool:
+    def defer(self, request_id: str, need: int, live: Optional[int] = None,
+              peak_new: Optional[int] = None) -> bool:
+        """Defer a pending request that needs more new blocks than vLLM can allocate
+        without touching a pinned block. ``live``: the blocks it holds at its peak;
+        ``peak_new``: those of them not already protected resident (default ``need``)."""
         r = self.request(request_id)
         if r.status != RS.NONE or not self.in_conflict(need):
             return False
-        return self._hold(request_id, need, RS.DEFERRED, live)
+        return self._hold(request_id, need, RS.DEFERRED, live, peak_new)
 
     def refuse(self, request_id: str, need: int, live: Optional[int] = None,
-               reason: Optional[str] = None, bounded: bool = False) -> bool:
-        """Refuse a deferred request that cannot fit while the claims stand (infeasible),
-        or (``bounded``) one that has waited its bounded time in conflict."""
+               peak_new: Optional[int] = None, reason: Optional[str] = None) -> bool:
+        """Refuse a deferred request still in conflict: the caller has judged it infeasible
+        or past its bounded wait, and says which in ``reason``. Without a reason only an
+        infeasible one is refused (the spec's refuse)."""
         r = self.request(request_id)
+        peak = need if peak_new is None else peak_new
         if not (r.status == RS.DEFERRED and self.in_conflict(need)
-                and (bounded or self.infeasible(need))):
+                and (reason is not None or self.infeasible(peak))):
             return False
-        return self._hold(request_id, need, RS.REFUSED, live, reason)
+        return self._hold(request_id, need, RS.REFUSED, live, peak_new, reason)
 
-    def demote(self, claim_id: str, request_id: str, need: int) -> bool:
-        if not self.in_conflict(need):
+    def demote(self, claim_id: str, request_id: str, need: int, force: bool = False) -> bool:
+        """Demote a claim in a pending request's way: it is in conflict now, or (``force``,
+        the scheduler's judgement) its peak cannot fit beside the claims."""
+        if not (force or self.in_conflict(need)):
             return False
         return super().demote(claim_id, request_id)

@@ -225,6 +225,7 @@ class ClaimScheduler(Scheduler):
         self._held: Dict[str, Any] = {}
         self._errors: Dict[str, str] = {}
         self.kvclaims_auto = True
+        va.name_allocations(self.kv_cache_manager, self.arbiter)
         self.kvclaims_steps = 0
         model = getattr(self.vllm_config.model_config, "model", "model")
         self._model_id = str(model)
@@ -296,15 +297,19 @@ class ClaimScheduler(Scheduler):
     def _blocks(self, request: Any) -> int:
         return -(-request.num_tokens // self.block_size)
 
-    def _need(self, request: Any) -> Tuple[int, int]:
-        """(new blocks, live blocks): what the request takes from the free queue (its
-        prompt's blocks minus prefix hits someone already holds, plus evictable hits it
-        revives) and what it holds once allocated."""
+    def _need(self, request: Any) -> Tuple[int, int, int]:
+        """(new blocks now, new blocks at its peak, live blocks at its peak): what the request
+        takes from the free queue when admitted (its prompt's blocks minus prefix hits someone
+        already holds, plus evictable hits it revives), what it will have taken once its
+        last token's KV is written, and what it then holds. The peak decides feasibility:
+        a request whose generation cannot fit beside the claims can never finish."""
         blocks, hit_tokens = va.get_computed_blocks(self.kv_cache_manager, request)
         total = self._blocks(request)
         hit = hit_tokens // self.block_size
         revive = sum(1 for b in blocks.blocks[0][:hit] if b.ref_cnt == 0) if hit else 0
-        return total - hit + revive, total
+        need = total - hit + revive
+        peak = max(total, va.request_peak_blocks(request, self.block_size))
+        return need, need + peak - total, peak
 
     def _waiting_heads(self) -> None:
         """Walk vLLM's waiting queue from its head while the head cannot be allocated
@@ -318,15 +323,12 @@ class ClaimScheduler(Scheduler):
                 return
             if self._blocks(req) <= arb.free_blocks():
                 return          # fits whatever it hits: vLLM takes it
-            need, live = self._need(req)
+            need, peak_new, live = self._need(req)
             if not arb.in_conflict(need):
                 return
-            r = arb.request(req.request_id)
-            if r.status == RS.RUNNING:       # preempted by vLLM, back in the queue
-                arb.preempted(req.request_id)
             if not arb.protected_resident:
                 return          # only running requests stand in the way: vLLM waits
-            if not arb.defer(req.request_id, need, live):
+            if not arb.defer(req.request_id, need, live, peak_new):
                 return
             va.remove_waiting(self, [req])
             self._held[req.request_id] = req
@@ -335,24 +337,25 @@ class ClaimScheduler(Scheduler):
         arb = self.arbiter
         requeue = []
         for rid, req in list(self._held.items()):
-            need, live = self._need(req)
-            if arb.in_conflict(need) and arb.infeasible(need) and arb.policy.demote_on_conflict:
+            need, peak_new, live = self._need(req)
+            if (arb.in_conflict(need) and arb.infeasible(peak_new)
+                    and arb.policy.demote_on_conflict):
                 for cid in arb.blocking_claims():
-                    if arb.in_conflict(need):
-                        arb.demote(cid, rid, need)
+                    if arb.in_conflict(need) or arb.infeasible(peak_new):
+                        arb.demote(cid, rid, need, force=True)
             if not arb.in_conflict(need):
                 del self._held[rid]
                 requeue.append(req)
                 continue
             waited = arb.clock - arb.requests[rid].deferred_at
-            if arb.infeasible(need) and not self._waits_for_expiry(waited):
-                why = (f"infeasible: protected {arb.protected_resident} + {need} > usable "
+            if arb.infeasible(peak_new) and not self._waits_for_expiry(waited):
+                why = (f"infeasible: protected {arb.protected_resident} + {peak_new} > usable "
                        f"{arb.usable}")
             elif waited >= self.max_defer_steps:
                 why = f"waited {waited} steps (bound {self.max_defer_steps})"
             else:
                 continue
-            if arb.refuse(rid, need, live, reason=why, bounded=True):
+            if arb.refuse(rid, need, live, peak_new, reason=why):
                 named = ", ".join(arb.requests[rid].named) or "none"
                 self._fail(req, f"kvclaims: refused: blocking claims {named} ({why})")
         for req in reversed(requeue):           # oldest ends up first
@@ -379,9 +382,14 @@ class ClaimScheduler(Scheduler):
             self._admitted(rid)
         for rid in va.scheduled_resumed_request_ids(out):
             self._admitted(rid)
-        if arb._victims:
-            arb.settle("schedule")
-        arb.flush_stored()
+        arb.flush(cause="schedule")
+        return out
+
+    def _preempt_request(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """vLLM takes a running request's blocks back: pending again for the ledger."""
+        out = super()._preempt_request(request, *args, **kwargs)
+        if self.kvclaims_auto:
+            self.arbiter.preempted(request.request_id)
         return out
 
     def _admitted(self, rid: str) -> None:
