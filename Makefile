@@ -73,5 +73,12 @@ bench-explore: $(STAMP)
 bench-vllm: $(VLLM_STAMP)
 	$(BIN)/python bench/bench_vllm.py
 
+# The patched engine under random load (kvclaims load), 5 minutes per (engine, policy):
+# bench/load.json and BENCHMARKS.md's load section.
+.PHONY: bench-load
+
+bench-load: $(VLLM_STAMP)
+	$(BIN)/python bench/bench_load.py
+
 .PHONY: bench
-bench: bench-spec bench-explore bench-model bench-vllm
+bench: bench-spec bench-explore bench-model bench-vllm bench-load

@@ -373,7 +373,8 @@ class ClaimScheduler(Scheduler):
             return super().schedule(*args, **kwargs)
         arb = self.arbiter
         self.kvclaims_steps += 1
-        arb.tick()
+        if self.kvclaims_tick_per_step:
+            arb.tick()
         if self._held:
             self._arbitrate_held()
         self._waiting_heads()
