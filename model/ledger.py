@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import (Any, Deque, Dict, Hashable, Iterable, List, Optional, Protocol, Sequence,
+from typing import (Any, Deque, Dict, Hashable, List, Optional, Protocol, Sequence,
                     Tuple)
 
 from kvclaims.spec.policy import Naming, Policy, policy_by_name

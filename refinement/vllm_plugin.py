@@ -439,28 +439,3 @@ class ClaimScheduler(Scheduler):
             except Exception:  # pragma: no cover - a frozen stats type
                 pass
         return stats
-
-
-def _patched_engine_cls():
-    from .vllm_engine import VllmEngine
-    from .vllm_target import _Parking
-
-    class PatchedEngine(_Parking, VllmEngine):
-        """The in-process engine with ClaimScheduler (spec-driven or live tests)."""
-
-        def __init__(self, num_blocks: int, policy: str = "hard_refuse",
-                     cap: Optional[int] = None, **kw: Any) -> None:
-            super().__init__(num_blocks, scheduler_cls=ClaimScheduler,
-                             additional_config={"kvclaims": {"policy": policy,
-                                                             "cap_blocks": cap}}, **kw)
-            self.salts: Dict[str, str] = {}
-
-        @property
-        def arbiter(self) -> ClaimArbiter:
-            return self.scheduler.arbiter
-
-    return PatchedEngine
-
-
-def PatchedEngine(num_blocks: int, **kw: Any):
-    return _patched_engine_cls()(num_blocks, **kw)

@@ -324,7 +324,7 @@ def shared_engine(kind: str, num_blocks: int, policy: str = "native", cap: int =
     eng = _ENGINES.get(key)
     if eng is None:
         if kind == "patched":
-            from .vllm_plugin import PatchedEngine
+            from .vllm_patched_engine import PatchedEngine
             eng = PatchedEngine(num_blocks)
         else:
             eng = _ParkedEngine(num_blocks)
