@@ -225,6 +225,9 @@ class ClaimScheduler(Scheduler):
         self._held: Dict[str, Any] = {}
         self._errors: Dict[str, str] = {}
         self.kvclaims_auto = True
+        # the logical clock advances once per engine step; a refinement driver that plays
+        # the spec's own tick steps turns this off (the clock is then the spec's)
+        self.kvclaims_tick_per_step = bool(conf.get("tick_per_step", True))
         va.name_allocations(self.kv_cache_manager, self.arbiter)
         self.kvclaims_steps = 0
         model = getattr(self.vllm_config.model_config, "model", "model")
