@@ -151,6 +151,7 @@ class ClaimLedger:
         # ("lost", Victim, request id, claims whose predicate that loss broke)
         self._log: List[Tuple[Any, ...]] = []
         self._flushing = False
+        self._expiring: Dict[str, ClaimRec] = {}
         self.cause: Optional[str] = None       # request whose allocation is under way
         self._pinned_blocks: Dict[int, int] = {}    # block id -> objects pinning it
         self.active_live = 0
@@ -318,6 +319,19 @@ class ClaimLedger:
             broken = tuple(c.spec.claim_id for c in before if not self._judged(c, obj))
             self._log.append(("lost", Victim(block_id, obj.object_id, p, prot, reason),
                               self.cause, broken))
+
+    def charge_losses(self, owner_of) -> None:
+        """Name the allocating request of losses logged without one: ``owner_of(block_id)``
+        is the request now holding the block the pool handed out (a runtime that cannot
+        say which allocation is under way while it happens asks afterwards)."""
+        for n, entry in enumerate(self._log):
+            if entry[0] == "lost" and entry[2] is None:
+                rid = owner_of(entry[1].block_id)
+                if rid is not None:
+                    self._log[n] = (entry[0], entry[1], rid, entry[3])
+
+    def has_unnamed_losses(self) -> bool:
+        return any(e[0] == "lost" and e[2] is None for e in self._log)
 
     def flush(self, cause: Optional[str] = None, request_id: Optional[str] = None) -> None:
         """Announce what the pool did, in the order it happened: one object_stored per run
@@ -507,6 +521,8 @@ class ClaimLedger:
         if c is None or c.status != CS.SUBMITTED or not self.acceptance(claim_id)[0]:
             return False
         c.status, c.accepted_at = CS.ACCEPTED, self.clock
+        if c.spec.protection_mode == Mode.EXPIRING and c.spec.duration is not None:
+            self._expiring[claim_id] = c     # tick looks at these only, not every record
         self.count("accepted")
         self.claim_event("claim_accepted", c, cap_blocks=self.cap,
                          reserved_blocks=self.reserved_footprint())
@@ -550,6 +566,7 @@ class ClaimLedger:
         """The event first, then the blocks become ordinary cache (O4); the record is
         retired (kept for ``keep_ended`` more endings, then dropped)."""
         c.status = status
+        self._expiring.pop(c.spec.claim_id, None)
         self.claim_event(type_, c, **extra)
         obj = self.objects.get(c.spec.object_id)
         if obj is not None:
@@ -591,9 +608,11 @@ class ClaimLedger:
         first (unless the policy skips the check)."""
         self.clock += 1
         out = []
-        if self.policy.expiry_check:
-            for cid, c in list(self.claims.items()):
-                if c.status in RESPONSIBLE and self.overdue(c):
+        if self.policy.expiry_check and self._expiring:
+            for cid, c in sorted(self._expiring.items(), key=lambda kv: kv[1].order):
+                if c.status not in RESPONSIBLE:
+                    del self._expiring[cid]
+                elif self.overdue(c):
                     self.count("expired")
                     self._end(c, CS.EXPIRED, "claim_expired")
                     out.append(cid)

@@ -376,6 +376,8 @@ def install_pool_hooks(block_pool: Any, on_stored: Callable[[Any, bytes], None],
     strip = getattr(kv_cache_utils, "get_block_hash", None)
 
     def evict(block: Any) -> bool:
+        if block.block_hash is None:     # never cached (a second hash needs a first)
+            return evict0(block)
         hashes = _block_hashes(block_pool, block)
         evicted = evict0(block)
         if evicted:
@@ -389,23 +391,6 @@ def install_pool_hooks(block_pool: Any, on_stored: Callable[[Any, bytes], None],
 
     block_pool._maybe_evict_cached_block = evict
     block_pool._insert_block_hash = insert
-
-
-def name_allocations(manager: KVCacheManager, ledger: Any) -> None:
-    """Set ``ledger.cause`` to the request whose ``allocate_slots`` is running, so each
-    eviction is charged to the allocation that made it (several requests are allocated in
-    one ``schedule()``). A later call replaces, never stacks."""
-    original = getattr(manager, "_kvclaims_original_allocate", None) or manager.allocate_slots
-    manager._kvclaims_original_allocate = original
-
-    def allocate_slots(request: Request, *args: Any, **kwargs: Any) -> Any:
-        ledger.cause = request.request_id
-        try:
-            return original(request, *args, **kwargs)
-        finally:
-            ledger.cause = None
-
-    manager.allocate_slots = allocate_slots  # type: ignore[method-assign]
 
 
 def request_block_hashes(request: Request) -> list[bytes]:
@@ -438,6 +423,11 @@ def request_block_ids(manager: KVCacheManager, request_id: str) -> list[int]:
 def scheduled_new_request_ids(scheduler_output: Any) -> list[str]:
     """Requests whose first allocation happened in this ``schedule()`` call."""
     return [r.req_id for r in scheduler_output.scheduled_new_reqs]
+
+
+def scheduled_request_ids(scheduler_output: Any) -> list[str]:
+    """Every request given tokens in this ``schedule()`` call."""
+    return list(scheduler_output.num_scheduled_tokens)
 
 
 def scheduled_resumed_request_ids(scheduler_output: Any) -> list[str]:

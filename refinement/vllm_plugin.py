@@ -228,7 +228,6 @@ class ClaimScheduler(Scheduler):
         # the logical clock advances once per engine step; a refinement driver that plays
         # the spec's own tick steps turns this off (the clock is then the spec's)
         self.kvclaims_tick_per_step = bool(conf.get("tick_per_step", True))
-        va.name_allocations(self.kv_cache_manager, self.arbiter)
         self.kvclaims_steps = 0
         model = getattr(self.vllm_config.model_config, "model", "model")
         self._model_id = str(model)
@@ -382,12 +381,24 @@ class ClaimScheduler(Scheduler):
             self._arbitrate_held()
         self._waiting_heads()
         out = super().schedule(*args, **kwargs)
+        if arb.has_unnamed_losses():
+            arb.charge_losses(self._block_owners(out))
         for rid in va.scheduled_new_request_ids(out):
             self._admitted(rid)
         for rid in va.scheduled_resumed_request_ids(out):
             self._admitted(rid)
         arb.flush(cause="schedule")
         return out
+
+    def _block_owners(self, out: Any):
+        """Block id -> the request scheduled in this step that holds it: the allocation
+        that evicted a block is the one it was handed to. Built only when an object lost a
+        block (no wrapper on vLLM's per-request allocation path)."""
+        owner: Dict[int, str] = {}
+        for rid in va.scheduled_request_ids(out):
+            for bid in va.request_block_ids(self.kv_cache_manager, rid):
+                owner[bid] = rid
+        return owner.get
 
     def _preempt_request(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         """vLLM takes a running request's blocks back: pending again for the ledger."""
