@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "explore": "kvclaims.checker.cli_explore:main",
     "litmus": "kvclaims.checker.cli_litmus:litmus",
     "sweep": "kvclaims.checker.cli_litmus:sweep",
+    "validate": "kvclaims.checker.cli_validate:main",
 }
 
 from kvclaims.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNEXPECTED,  # noqa: F401
