@@ -212,10 +212,15 @@ class _Importer:
         name, rid = ev["event"], ev.get("request_id")
         if name == "active_request_admitted":
             adm = ev.get("future_reuse_admitted")
+            live = ev.get("active_live_blocks_current")
+            if not isinstance(live, int) or live <= 0:
+                live = ev.get("active_live_blocks_required")
+            if ev.get("arbiter_action") == "serve_no_admit":
+                # served against the claims with reuse denied: the arbiter's conflict record,
+                # with the live KV it believed it needed (O2 compares it with what it took)
+                self.conflict(line, ev, "serve_no_admit")
             self.admitted[rid] = self.emit(
-                "request_admitted", line, request_id=rid,
-                live_blocks=ev.get("active_live_blocks_required",
-                                   ev.get("active_live_blocks_current")),
+                "request_admitted", line, request_id=rid, live_blocks=live,
                 admit_future_reuse=adm if isinstance(adm, bool) else None)
         elif name == "active_request_deferred":
             self.conflict(line, ev, "defer")
@@ -276,6 +281,9 @@ class _Importer:
         elif name in ("active_request_admitted", "active_request_deferred",
                       "active_request_refused"):
             self.request(line, ev)
+        elif name == "active_request_finished":
+            # not in the artifact's schema: our exporter's extension (a finish frees live KV)
+            self.emit("request_finished", line, request_id=ev.get("request_id"))
         elif name in ("future_reuse_admitted", "future_reuse_denied"):
             self.future_reuse(ev)
             self.folded[name] += 1

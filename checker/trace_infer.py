@@ -31,7 +31,12 @@ class Inferred:
     requests: Dict[Any, int]           # request id -> slot
     owners: Dict[Any, int]
     clocks: List[int]                  # logical clock of each event (the trace's or counted)
+    has_clock: bool = True             # False: ticks are not logged, only expiries
     unfixed: Dict[str, List[str]] = field(default_factory=dict)
+
+    @property
+    def longest_duration(self) -> int:
+        return max([c.duration for c in self.cfg.claims if c.duration < NEVER] or [1])
 
     def claim_name(self, i: int) -> Optional[str]:
         for k, v in self.claims.items():
@@ -194,4 +199,4 @@ def infer(events: List[Dict[str, Any]]) -> Inferred:
         reqs.append(RequestConfig(need=need.get(j, 1), identity=ident))
     cfg = Config(usable=usable, cap=cap if cap is not None else usable, claims=tuple(ccs),
                  requests=tuple(reqs))
-    return Inferred(cfg, objects, claims, requests, owners, clocks, unfixed)
+    return Inferred(cfg, objects, claims, requests, owners, clocks, has_clock, unfixed)

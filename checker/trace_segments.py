@@ -80,6 +80,8 @@ def _group(events, n, inf: Inferred) -> Tuple[Segment, int]:
             seen_victim = True
         elif t in GROUP_TAIL and (seen_victim or t == "claim_harmed"):
             pass
+        elif t == "conflict" and events[n].get("arbiter_action") == "serve_no_admit":
+            pass        # a runtime may log its no-admit decision after the victims
         else:
             break
         idxs.append(n)
@@ -137,7 +139,11 @@ def cut(events: List[Dict[str, Any]], inf: Inferred) -> List[Segment]:
             n += 1
             continue
         nxt = events[n + 1] if n + 1 < len(events) else {}
-        if t == "claim_submitted":
+        if e.get("duplicate"):
+            # a call refused for reusing a taken claim id: it changes no claim (the observer
+            # files it the same way), so no spec step corresponds to it
+            out.append(Segment("noop", n, [n]))
+        elif t == "claim_submitted":
             out.append(Segment("submit", n, [n], (inf.claims[e["claim_id"]],)))
         elif t == "claim_rejected":
             out.append(Segment("reject", n, [n], (inf.claims[e["claim_id"]],)))

@@ -160,9 +160,16 @@ def _advance(cfg, pol, node: Node, seg: Segment, events, inf: Inferred, why) -> 
     observed = [events[n] for n in seg.events]
     clock = inf.clocks[seg.first]
     if seg.kind == "tick":
-        gap = clock - node.state.clock
-        r = _ticks(cfg, pol, node, max(gap, 1), observed, inf, why)
-        return [r] if r else []
+        if inf.has_clock:
+            r = _ticks(cfg, pol, node, max(clock - node.state.clock, 1), observed, inf, why)
+            return [r] if r else []
+        # ticks are not logged: as many as it takes for the expiry to fall due
+        for n in range(1, inf.longest_duration + 1):
+            r = _ticks(cfg, pol, node, n, observed, inf, [])
+            if r:
+                return [r]
+        why.append("tick: no number of ticks expires what the trace expires")
+        return []
     if clock > node.state.clock:
         node = _ticks(cfg, pol, node, clock - node.state.clock, [], inf, why)
         if node is None:
@@ -215,7 +222,9 @@ def replay(cfg, pol: Policy, segments: List[Segment], events, inf: Inferred) -> 
     for seg in segments:
         why: List[str] = []
         nxt: List[Node] = []
-        if not seg.kind.startswith("stuck:"):
+        if seg.kind == "noop":
+            nxt = frontier
+        elif not seg.kind.startswith("stuck:"):
             for node in frontier:
                 nxt += _advance(cfg, pol, node, seg, events, inf, why)
         nxt = _dedupe(nxt)

@@ -17,7 +17,7 @@ from kvclaims.model.observer import reconstruct
 from kvclaims.spec.obligations import OBLIGATIONS
 from kvclaims.spec.policy import POLICIES
 
-from .trace_infer import Inferred, infer
+from .trace_infer import CLAIM_TYPES, REQUEST_TYPES, Inferred, infer
 from .trace_read import ImportedTrace, load_trace
 from .trace_segments import cut
 from .trace_validate import Replay, culprit, replay
@@ -130,11 +130,16 @@ def verdicts(imp: ImportedTrace, inf: Inferred, rep: Replay, pol) -> List[Verdic
     # once the spec explains the whole trace its reading is the judgement (the observer would
     # call a loss announced late an O3 victim, where the spec sees O4); past the point where it
     # stops, the observer's findings still show what else the events break
-    for f in ([] if rep.consistent else reconstruct(events).findings):
+    # events without the identity the observer files them under are O6 breaches already
+    legible = [e for e in events
+               if not (e["type"] in CLAIM_TYPES and e.get("claim_id") is None)
+               and not (e["type"] in REQUEST_TYPES and e.get("request_id") is None)]
+    line_of = {e.get("seq"): e.get("line", e.get("seq")) for e in legible}
+    for f in ([] if rep.consistent else reconstruct(legible).findings):
         ob = FINDINGS.get(f.kind)
         if ob is None:
             continue
-        line = events[f.seq - 1].get("line", f.seq) if 0 < f.seq <= len(events) else f.seq
+        line = line_of.get(f.seq, f.seq)
         if ob not in found or found[ob].event > line:
             found[ob] = Verdict(ob, "violated", line, f.claim_id, f"observer: {f.message}")
     lacking = missing_evidence(imp, inf)
