@@ -75,7 +75,8 @@ def import_kvclaims(path: str, lines) -> ImportedTrace:
         if ev.get("type") not in EVENT_TYPES:
             unknown.append((n, str(ev.get("type"))))
             continue
-        events.append(dict(ev, line=n))
+        ev["line"] = n
+        events.append(ev)
     return ImportedTrace(path, "kvclaims", len(lines), events, unknown)
 
 

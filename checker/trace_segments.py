@@ -29,6 +29,8 @@ class Segment:
     # choices the events leave open: every value is tried
     open_choices: Dict[str, Tuple[Any, ...]] = field(default_factory=dict)
     why: str = ""
+    # the runtime's events of this segment reduced for comparison, computed once (trace_match)
+    reduced: Dict[Tuple[int, ...], Any] = field(default_factory=dict, repr=False)
 
 
 def _victims(events, idxs, inf: Inferred) -> Tuple[int, List[int], List[Optional[bool]]]:

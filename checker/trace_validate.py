@@ -30,7 +30,7 @@ from kvclaims.spec.policy import Policy
 from kvclaims.spec.state import initial_state
 
 from .trace_infer import Inferred
-from .trace_match import compare
+from .trace_match import Observed, compare
 from .trace_segments import Segment
 
 # more states than this consistent with one prefix means the trace fixes too little to judge
@@ -43,6 +43,8 @@ class Node:
     state: Any
     parent: Optional["Node"] = None
     step: Optional[Step] = None
+    # obligations broken somewhere on the path to this state
+    broken: frozenset = frozenset()
 
     def path(self) -> Tuple[List[Step], List[Any]]:
         steps, states, n = [], [], self
@@ -89,7 +91,7 @@ def _spec_events(ev_log) -> List[Dict[str, Any]]:
     return [e.to_json() for e in (ev_log.events or [])]
 
 
-def _try(cfg, pol, node: Node, step: Step, ch, observed, inf, why: List[str]):
+def _try(cfg, pol, node: Node, step: Step, ch, observed: Observed, inf, why: List[str]):
     s = node.state
     if not enabled(C, cfg, pol, s, step, ch):
         why.append(f"{step.action} is not enabled")
@@ -102,7 +104,7 @@ def _try(cfg, pol, node: Node, step: Step, ch, observed, inf, why: List[str]):
     return Node(s2, node, Step(step.action, step.slots, tuple(sorted(ch.items()))))
 
 
-def _ticks(cfg, pol, node: Node, n: int, observed, inf, why) -> Optional[Node]:
+def _ticks(cfg, pol, node: Node, n: int, observed: Observed, inf, why) -> Optional[Node]:
     """n ticks; together they must emit exactly `observed` (expiries)."""
     s, events = node.state, []
     for _ in range(n):
@@ -117,6 +119,13 @@ def _ticks(cfg, pol, node: Node, n: int, observed, inf, why) -> Optional[Node]:
     return node
 
 
+def _observed(seg: Segment, idxs: Tuple[int, ...], events, inf) -> Observed:
+    """The segment's (or one of its eviction chunks') events, reduced once for all policies."""
+    if idxs not in seg.reduced:
+        seg.reduced[idxs] = Observed([events[n] for n in idxs], inf)
+    return seg.reduced[idxs]
+
+
 def _evict_steps(cfg, pol, node: Node, seg: Segment, events, inf, why) -> List[Node]:
     """Housekeeping eviction: one spec step per victim block, with the announcements it caused."""
     frontier = [node]
@@ -128,7 +137,7 @@ def _evict_steps(cfg, pol, node: Node, seg: Segment, events, inf, why) -> List[N
             chunks[-1].append(n)
     for chunk in chunks:
         v = events[chunk[0]]
-        observed = [events[n] for n in chunk]
+        observed = _observed(seg, tuple(chunk), events, inf)
         nxt = []
         for nd in frontier:
             o = v.get("object_id")
@@ -148,6 +157,8 @@ def _evict_steps(cfg, pol, node: Node, seg: Segment, events, inf, why) -> List[N
 
 
 def _dedupe(nodes: List[Node]) -> List[Node]:
+    if len(nodes) <= 1:
+        return nodes
     seen, out = set(), []
     for n in nodes:
         if n.state not in seen:
@@ -157,7 +168,7 @@ def _dedupe(nodes: List[Node]) -> List[Node]:
 
 
 def _advance(cfg, pol, node: Node, seg: Segment, events, inf: Inferred, why) -> List[Node]:
-    observed = [events[n] for n in seg.events]
+    observed = _observed(seg, tuple(seg.events), events, inf)
     clock = inf.clocks[seg.first]
     if seg.kind == "tick":
         if inf.has_clock:
@@ -171,7 +182,7 @@ def _advance(cfg, pol, node: Node, seg: Segment, events, inf: Inferred, why) -> 
         why.append("tick: no number of ticks expires what the trace expires")
         return []
     if clock > node.state.clock:
-        node = _ticks(cfg, pol, node, clock - node.state.clock, [], inf, why)
+        node = _ticks(cfg, pol, node, clock - node.state.clock, Observed([], inf), inf, why)
         if node is None:
             return []
     if seg.kind == "evict*":
@@ -215,6 +226,28 @@ def _stuck_obligation(cfg, seg: Segment, events, inf, frontier: List[Node],
     return "O9"
 
 
+REQUEST_ACTIONS = ("admit", "finish", "defer", "refuse", "reuse", "demote")
+
+
+def _judge(cfg, pol, node: Node, before: List[Node], pending: List[str]) -> None:
+    """The obligations `node` breaks, read on the claims and on the requests the segment's
+    steps touched only: every obligation is a conjunction over slots, and a request no step
+    touched was judged when one last did.  This keeps a step's cost independent of how many
+    requests the trace has seen."""
+    ids = {id(b) for b in before}
+    touched, anc = set(), node
+    while anc is not None and id(anc) not in ids:
+        if anc.step is not None and anc.step.action in REQUEST_ACTIONS:
+            touched.add(anc.step.slots[0])
+        anc = anc.parent
+    keep = sorted(touched)
+    s = node.state
+    c1 = replace(cfg, requests=tuple(cfg.requests[j] for j in keep))
+    s1 = replace(s, requests=tuple(s.requests[j] for j in keep))
+    new = {ob for ob in pending if not OBLIGATIONS[ob].holds(C, c1, pol, s1)}
+    node.broken = (anc.broken if anc is not None else frozenset()) | new
+
+
 def replay(cfg, pol: Policy, segments: List[Segment], events, inf: Inferred) -> Replay:
     rep = Replay(pol.name, True)
     frontier = [Node(initial_state(cfg))]
@@ -236,11 +269,13 @@ def replay(cfg, pol: Policy, segments: List[Segment], events, inf: Inferred) -> 
             rep.last = frontier[0]
             rep.frontier = frontier
             return rep
+        if nxt is not frontier:
+            for nd in nxt:
+                _judge(cfg, pol, nd, frontier, pending)
         frontier = nxt
         rep.segments_done += 1
         for ob in list(pending):
-            inv = OBLIGATIONS[ob]
-            if all(not inv.holds(C, cfg, pol, nd.state) for nd in frontier):
+            if all(ob in nd.broken for nd in frontier):
                 rep.violated[ob] = (seg.first, frontier[0])
                 pending.remove(ob)
     rep.frontier = frontier
