@@ -79,8 +79,14 @@ class _Importer:
         self.notes: List[str] = []
         self.claims: Dict[str, Dict[str, Any]] = {}      # claim id -> what it said of itself
         self.block: Dict[Any, Tuple[str, int]] = {}       # physical id -> (prefix, position)
+        self.owner: Dict[Any, Any] = {}                    # physical id -> allocating request
+        self.prefill: set = set()      # requests whose blocks became a reported prefix
         self.burst: Optional[Dict[str, Any]] = None        # materialization being reported
         self.deferred: set = set()
+        self.lost: set = set()                              # physical ids already lost
+        # request -> [blocks allocated, position in `out` after its last allocation, pids]
+        self.allocs: Dict[Any, List[Any]] = {}
+        self.decided: set = set()                           # requests with an outcome event
         self.admitted: Dict[str, Dict[str, Any]] = {}      # request -> its admission event
         self.run_id: Optional[str] = None
         self.usable: Optional[int] = None
@@ -150,6 +156,8 @@ class _Importer:
             self.burst["positions"].add(pos)
         if ev.get("physical_block_id") is not None:
             self.block[ev["physical_block_id"]] = (prefix, pos)
+            if ev["physical_block_id"] in self.owner:
+                self.prefill.add(self.owner[ev["physical_block_id"]])
 
     # --- per event --------------------------------------------------------------------------
 
@@ -176,10 +184,26 @@ class _Importer:
                      "request_id": ev.get("request_id")}
         self.emit(type_, line, **self.claim_fields(cid), **extra)
 
+    def allocation(self, ev: Dict[str, Any]) -> None:
+        """Count what a request allocates: a request whose allocations the trace shows but
+        whose admission it does not is admitted implicitly (see implied_admissions)."""
+        if ev["event"] != "allocation_victim_selected":
+            return
+        a = self.allocs.setdefault(ev.get("request_id"), [0, 0])
+        a[0] += 1
+        self.owner[ev.get("physical_block_id")] = ev.get("request_id")
+
     def victim(self, line: int, ev: Dict[str, Any]) -> None:
         pid = ev.get("physical_block_id")
-        if pid in self.block:
+        self.allocation(ev)
+        if pid in self.lost and ev["event"] == "allocation_victim_selected":
+            # the loss event for this block came first (loss after release): one loss
+            self.lost.discard(pid)
+            self.folded["allocation_victim_selected (block already reported lost)"] += 1
+        elif pid in self.block:
             prefix, pos = self.block.pop(pid)
+            if ev["event"] != "allocation_victim_selected":
+                self.lost.add(pid)
             self.emit("victim", line, object_id=prefix, logical_position=pos, blocks=1,
                       block_id=pid, protected=ev.get("is_protected_resident"),
                       reason=ev.get("victim_reason"), claim_id=ev.get("claim_id"),
@@ -191,6 +215,26 @@ class _Importer:
         else:
             # a free, never-hashed block handed to an allocation: no loss, no spec event
             self.folded["allocation_victim_selected (free block)"] += 1
+        if ev.get("request_id") in self.allocs:
+            self.allocs[ev.get("request_id")][1] = len(self.out)
+
+    def implied_admissions(self) -> None:
+        """A request that allocated blocks, none of which then became a reported prefix block, with
+        no admission, deferral or refusal in the trace, was admitted: the trace fixes its live
+        blocks (what it allocated).  The admission is implied, placed after its last
+        allocation."""
+        todo = [(at, rid, n) for rid, (n, at) in self.allocs.items()
+                if rid not in self.decided and rid not in self.prefill]
+        for at, rid, n in sorted(todo, key=lambda t: t[0], reverse=True):
+            ev = {"schema_version": SCHEMA_VERSION, "type": "request_admitted",
+                  "run_id": self.run_id, "policy": self.policy, "usable_blocks": self.usable,
+                  "line": self.out[at - 1]["line"] if at else 0, "request_id": rid,
+                  "live_blocks": n, "admit_future_reuse": None, "implied": True}
+            self.out.insert(at, ev)
+            self.notes.append(f"request {rid}: {n} blocks allocated, no admission event; "
+                              f"admission implied")
+        for n, ev in enumerate(self.out, start=1):
+            ev["seq"] = n
 
     def conflict(self, line: int, ev: Dict[str, Any], action: str, implied=False) -> None:
         names = ev.get("blocking_claim_ids")
@@ -210,6 +254,7 @@ class _Importer:
 
     def request(self, line: int, ev: Dict[str, Any]) -> None:
         name, rid = ev["event"], ev.get("request_id")
+        self.decided.add(rid)
         if name == "active_request_admitted":
             adm = ev.get("future_reuse_admitted")
             live = ev.get("active_live_blocks_current")
@@ -283,6 +328,7 @@ class _Importer:
             self.request(line, ev)
         elif name == "active_request_finished":
             # not in the artifact's schema: our exporter's extension (a finish frees live KV)
+            self.decided.add(ev.get("request_id"))
             self.emit("request_finished", line, request_id=ev.get("request_id"))
         elif name in ("future_reuse_admitted", "future_reuse_denied"):
             self.future_reuse(ev)
@@ -306,6 +352,7 @@ def import_artifact(path: str, lines) -> ImportedTrace:
     for n, ev in lines:
         imp.feed(n, ev, last_ts)
     imp.flush_burst()
+    imp.implied_admissions()
     if imp.usable is None:
         raise UsageError(f"{path}: no event carries usable_blocks")
     for ev in imp.out:     # the first events may precede the first usable_blocks
