@@ -87,6 +87,7 @@ class _Importer:
         # request -> [blocks allocated, position in `out` after its last allocation, pids]
         self.allocs: Dict[Any, List[Any]] = {}
         self.decided: set = set()                           # requests with an outcome event
+        self.reuse_decision: Dict[Any, bool] = {}           # future_reuse_admitted / _denied
         self.admitted: Dict[str, Dict[str, Any]] = {}      # request -> its admission event
         self.run_id: Optional[str] = None
         self.usable: Optional[int] = None
@@ -229,7 +230,8 @@ class _Importer:
             ev = {"schema_version": SCHEMA_VERSION, "type": "request_admitted",
                   "run_id": self.run_id, "policy": self.policy, "usable_blocks": self.usable,
                   "line": self.out[at - 1]["line"] if at else 0, "request_id": rid,
-                  "live_blocks": n, "admit_future_reuse": None, "implied": True}
+                  "live_blocks": n, "admit_future_reuse": self.reuse_decision.get(rid),
+                  "implied": True}
             self.out.insert(at, ev)
             self.notes.append(f"request {rid}: {n} blocks allocated, no admission event; "
                               f"admission implied")
@@ -287,9 +289,11 @@ class _Importer:
     def future_reuse(self, ev: Dict[str, Any]) -> None:
         """The admission decision, reported apart from the admission: it is the spec's admit
         choice, so it completes that request's admission event."""
+        yes = ev["event"] == "future_reuse_admitted"
         adm = self.admitted.get(ev.get("request_id"))
         if adm is not None and adm.get("admit_future_reuse") is None:
-            adm["admit_future_reuse"] = ev["event"] == "future_reuse_admitted"
+            adm["admit_future_reuse"] = yes
+        self.reuse_decision.setdefault(ev.get("request_id"), yes)
 
     def feed(self, line: int, ev: Dict[str, Any], last_ts: List[int]) -> None:
         if ev.get("schema_version") != 1:

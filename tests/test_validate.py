@@ -244,3 +244,13 @@ def test_a_misnamed_blocking_claim_is_always_caught(tmp_path_factory, w):
     assert pol not in rep.consistent_with
     o8 = next(v for v in rep.obligations if v.obligation == "O8")
     assert o8.verdict == "violated" and o8.event == n + 1
+
+
+def test_artifact_runs_needs_a_checkout(tmp_path, capsys):
+    from kvclaims.checker import artifact_runs
+    assert artifact_runs.main([str(tmp_path / "nowhere")]) == 2
+    (tmp_path / "artifacts").mkdir()
+    # an empty checkout: every run is reported missing, so the recorded verdicts differ
+    assert artifact_runs.main([str(tmp_path)]) == 12
+    out = capsys.readouterr().out
+    assert out.count("missing") == len(artifact_runs.RUNS) == 29

@@ -55,11 +55,21 @@ def spec_telemetry(cfg: Config, policy: str, events: List[Dict[str, Any]]) -> Li
     return out
 
 
-def litmus_runs(targets=("spec", "model")) -> List[Run]:
+def raw_telemetry(target) -> List[Dict[str, Any]]:
+    """What a target logged as JSON Lines events: the MicroRuntime's and the vLLM claim
+    arbiter's telemetry as written, not the targets' slot-number abstraction of it."""
+    if hasattr(target, "rt"):
+        return target.rt.telemetry.events
+    return target.arb.telemetry.events
+
+
+def litmus_runs(targets=("spec", "model"), policies=None) -> List[Run]:
     out = []
     for sc in load_suite():
         for variant, pols in sc.expect.items():
             for p in pols:
+                if policies is not None and p not in policies:
+                    continue
                 for tname in targets:
                     cfg, pol = sc.variants[variant], resolve_policy(p)
                     t = make_target(tname)
@@ -70,8 +80,8 @@ def litmus_runs(targets=("spec", "model")) -> List[Run]:
                         if ap.taken:
                             taken.append((step, ap.choices))
                     broken = tuple(spec_broken(cfg, pol, taken))
-                    evs = (t.rt.telemetry.events if tname == "model"
-                           else spec_telemetry(cfg, p, t.events()))
+                    evs = (spec_telemetry(cfg, p, t.events()) if tname == "spec"
+                           else raw_telemetry(t))
                     out.append(Run(sc.id, variant, p, tname, broken,
                                    tuple(dict(e) for e in evs)))
     return out
