@@ -4,7 +4,8 @@ The trace is the MicroRuntime's own telemetry under hard_refuse: a 600-block har
 1,000-block pool, then requests of 300 live blocks that are admitted (evicting, block by block,
 the ordinary cache their predecessors left) and finished, until the trace has the wanted number
 of events; the same run is also written in the artifact's schema 1.  Each file is validated
-against all eight policies, wall time including reading, best of 3.  Results:
+against all eight policies, including reading the file; best wall and best CPU time of 3.
+Results:
 bench/validate.json."""
 from __future__ import annotations
 
@@ -44,13 +45,15 @@ def workload(target_events: int, usable=1000, claim=600, need=300):
 
 
 def timed(path: str, repeat: int):
-    best, rep = None, None
+    """Best wall and best process-CPU seconds of `repeat` runs (the machine is shared: CPU
+    time is what the validator itself costs, wall time what a user waits)."""
+    wall, cpu, rep = [], [], None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rep = validate(path)
-        dt = time.perf_counter() - t0
-        best = dt if best is None else min(best, dt)
-    return best, rep
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return min(wall), min(cpu), rep
 
 
 def main(argv=None) -> int:
@@ -66,14 +69,14 @@ def main(argv=None) -> int:
         art = Path(d) / "bench.art.jsonl"
         write_artifact_v1(events, str(art))
         for name, path in (("kvclaims", own), ("artifact-v1", art)):
-            secs, rep = timed(str(path), a.repeat)
+            secs, cpu, rep = timed(str(path), a.repeat)
             row = {"format": name, "events": rep.events, "seconds": round(secs, 2),
-                   "events_per_second": int(rep.events / secs),
+                   "cpu_seconds": round(cpu, 2), "events_per_second": int(rep.events / secs),
                    "consistent_with": rep.consistent_with,
                    "violated": [v.obligation for v in rep.obligations
                                 if v.verdict == "violated"]}
             rows.append(row)
-            print(f"{name:12} {rep.events:>8} events  {secs:6.2f} s  "
+            print(f"{name:12} {rep.events:>8} events  {secs:6.2f} s wall  {cpu:6.2f} s CPU  "
                   f"{row['events_per_second']:>8} events/s  consistent with "
                   f"{', '.join(rep.consistent_with)}")
     OUT.write_text(json.dumps({"policies": len(POLICIES), "runs": rows}, indent=1) + "\n")
