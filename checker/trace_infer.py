@@ -71,7 +71,7 @@ def _mode(name) -> Optional[int]:
         return None
 
 
-def _pred(p, footprint) -> Optional[tuple]:
+def _pred(p) -> Optional[tuple]:
     if not isinstance(p, dict) or not isinstance(p.get("k"), int):
         return None
     return (int(p.get("start", 0)), p["k"])
@@ -159,7 +159,7 @@ def infer(events: List[Dict[str, Any]]) -> Inferred:
         name = next((str(k) for k, v in claims.items() if v == i), None)
         claimed = name is not None
         fp = d.get("stored") or d.get("footprint_blocks")
-        pred = _pred(d.get("predicate"), fp)
+        pred = _pred(d.get("predicate"))
         if claimed and pred is None:
             unfixed.setdefault("predicate", []).append(name)
         if fp is None:

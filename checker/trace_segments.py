@@ -114,15 +114,9 @@ def _group(events, n, inf: Inferred) -> Tuple[Segment, int]:
         e = events[start]
         return Segment("stuck:O1", start, [start],
                        why=f"{e['type']} with no loss that caused it"), start + 1
-    # no admission: housekeeping eviction, one spec step per victim block
-    return _evictions(events, idxs, inf), n
-
-
-def _evictions(events, idxs, inf) -> Segment:
-    """Housekeeping eviction is one block per spec step; the run is kept as one segment whose
-    steps the validator takes one by one (kind 'evict*')."""
-    seg = Segment("evict*", idxs[0], idxs)
-    return seg
+    # no admission: housekeeping eviction, one block per spec step; the run stays one segment
+    # whose steps the validator takes one by one (kind 'evict*')
+    return Segment("evict*", idxs[0], idxs), n
 
 
 def cut(events: List[Dict[str, Any]], inf: Inferred) -> List[Segment]:

@@ -254,3 +254,11 @@ def test_artifact_runs_needs_a_checkout(tmp_path, capsys):
     assert artifact_runs.main([str(tmp_path)]) == 12
     out = capsys.readouterr().out
     assert out.count("missing") == len(artifact_runs.RUNS) == 29
+
+
+def test_format_and_policy_options_are_checked(tmp_path, capsys):
+    good = write(MODEL_RUNS["L3-full-hard_refuse-model"], tmp_path)
+    assert cli.main(["validate", str(good), "--format", "artifact-v1"]) == 2
+    assert "--format artifact-v1, but the trace is kvclaims" in capsys.readouterr().err
+    assert cli.main(["validate", str(good), "--policy", "lenient"]) == 2
+    assert "unknown policy 'lenient'" in capsys.readouterr().err
