@@ -69,6 +69,13 @@ def _table(rep: Report, itf: Optional[Path]) -> str:
     if inf.unfixed:
         lines.append("not fixed by the trace: " + "; ".join(
             f"{k} of {', '.join(v)}" for k, v in inf.unfixed.items()))
+    rec = rep.reconstruction
+    for cid, c in rec.claims.items():
+        lines.append(f"observer: claim {cid}: {' > '.join(t for _, t in c.history)} => "
+                     f"{c.status}")
+    if rec.requests:
+        lines.append("observer: requests " + ", ".join(f"{k} => {r.status}"
+                                                      for k, r in rec.requests.items()))
     for n, name in imp.unknown:
         lines.append(f"unknown event {name!r} at event {n} (not validated)")
     for n, name in imp.unmodelled[:5]:

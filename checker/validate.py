@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from kvclaims.model.observer import reconstruct
+from kvclaims.model.observer import Reconstruction, reconstruct
 from kvclaims.spec.obligations import OBLIGATIONS
 from kvclaims.spec.policy import POLICIES
 
@@ -55,6 +55,8 @@ class Report:
     witness: str
     imported: ImportedTrace
     inferred: Inferred
+    # the observer's reconstruction from the events alone (claims, conflicts, outcomes)
+    reconstruction: Reconstruction
     replays: Dict[str, Replay] = field(default_factory=dict)
 
     @property
@@ -69,7 +71,12 @@ class Report:
                 "unknown_events": [{"event": n, "name": e} for n, e in self.imported.unknown],
                 "unmodelled_events": [{"event": n, "name": e}
                                       for n, e in self.imported.unmodelled],
-                "notes": self.imported.notes, "inferred": self.inferred.to_json()}
+                "notes": self.imported.notes, "inferred": self.inferred.to_json(),
+                "reconstruction": {
+                    "claims": {k: {"status": c.status, "history": [t for _, t in c.history]}
+                               for k, c in self.reconstruction.claims.items()},
+                    "requests": {k: r.status
+                                 for k, r in self.reconstruction.requests.items()}}}
 
 
 def _line(events, n: int) -> int:
@@ -109,7 +116,16 @@ def missing_evidence(imp: ImportedTrace, inf: Inferred) -> Dict[str, str]:
     return out
 
 
-def verdicts(imp: ImportedTrace, inf: Inferred, rep: Replay, pol) -> List[Verdict]:
+def legible(events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Events the observer can file: one without the claim or request id it is about is an
+    O6 breach already, and the observer would have nothing to file it under."""
+    return [e for e in events
+            if not (e["type"] in CLAIM_TYPES and e.get("claim_id") is None)
+            and not (e["type"] in REQUEST_TYPES and e.get("request_id") is None)]
+
+
+def verdicts(imp: ImportedTrace, inf: Inferred, rep: Replay, pol,
+             rec: Reconstruction) -> List[Verdict]:
     events = imp.events
     found: Dict[str, Verdict] = {}
     for ob, (n, node) in rep.violated.items():
@@ -130,12 +146,8 @@ def verdicts(imp: ImportedTrace, inf: Inferred, rep: Replay, pol) -> List[Verdic
     # once the spec explains the whole trace its reading is the judgement (the observer would
     # call a loss announced late an O3 victim, where the spec sees O4); past the point where it
     # stops, the observer's findings still show what else the events break
-    # events without the identity the observer files them under are O6 breaches already
-    legible = [e for e in events
-               if not (e["type"] in CLAIM_TYPES and e.get("claim_id") is None)
-               and not (e["type"] in REQUEST_TYPES and e.get("request_id") is None)]
-    line_of = {e.get("seq"): e.get("line", e.get("seq")) for e in legible}
-    for f in ([] if rep.consistent else reconstruct(legible).findings):
+    line_of = {e.get("seq"): e.get("line", e.get("seq")) for e in events}
+    for f in ([] if rep.consistent else rec.findings):
         ob = FINDINGS.get(f.kind)
         if ob is None:
             continue
@@ -175,10 +187,11 @@ def validate_imported(imp: ImportedTrace, policies: Optional[List[str]] = None) 
         witness = consistent[0]
     else:   # the policy that explains the longest prefix
         witness = max(names, key=lambda p: (reps[p].segments_done, -names.index(p)))
-    obs = verdicts(imp, inf, reps[witness], POLICIES[witness])
+    rec = reconstruct(legible(imp.events))
+    obs = verdicts(imp, inf, reps[witness], POLICIES[witness], rec)
     pols = {p: ({"consistent": True} if r.consistent else
                 {"consistent": False, "event": _line(imp.events, r.stuck),
                  "obligation": r.stuck_obligation, "reason": r.why})
             for p, r in reps.items()}
     return Report(imp.path, imp.format, imp.source_events, consistent, obs, pols, witness, imp,
-                  inf, reps)
+                  inf, rec, reps)
