@@ -262,3 +262,16 @@ def test_format_and_policy_options_are_checked(tmp_path, capsys):
     assert "--format artifact-v1, but the trace is kvclaims" in capsys.readouterr().err
     assert cli.main(["validate", str(good), "--policy", "lenient"]) == 2
     assert "unknown policy 'lenient'" in capsys.readouterr().err
+
+
+def test_wrong_blocking_claim_in_the_artifact_schema_is_O8(tmp_path):
+    p = tmp_path / "a.jsonl"
+    write_artifact_v1(MODEL_RUNS["L3-full-hard_refuse-model"].events, str(p))
+    lines = [json.loads(x) for x in p.read_text().splitlines()]
+    for d in lines:
+        if d["event"] in ("active_request_deferred", "active_request_refused"):
+            d["blocking_claim_ids"] = ["claim:elsewhere"]
+    p.write_text("".join(json.dumps(d) + "\n" for d in lines))
+    rep = validate(str(p))
+    first = next(n for n, d in enumerate(lines, start=1) if d["event"] == "active_request_deferred")
+    assert _only(rep) == [("O8", first)]
