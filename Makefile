@@ -81,4 +81,17 @@ bench-load: $(VLLM_STAMP)
 	$(BIN)/python bench/bench_load.py
 
 .PHONY: bench
-bench: bench-spec bench-explore bench-model bench-vllm bench-load
+bench: bench-spec bench-explore bench-model bench-vllm bench-load bench-validate
+
+# Trace validation (kvclaims validate, issue 11): the 100,000-event benchmark (bench/validate.json),
+# and the paper's artifact traces from a local checkout (the project ships no copy of them):
+#   make validate-artifact ARTIFACT=/path/to/kv-residency-vllm-arbiter
+.PHONY: bench-validate validate-artifact
+
+bench-validate: $(STAMP)
+	$(BIN)/python bench/bench_validate.py
+
+validate-artifact: $(STAMP)
+	@test -n "$(ARTIFACT)" || { echo "usage: make validate-artifact ARTIFACT=DIR (a checkout of gustavgauge/kv-residency-vllm-arbiter)"; exit 2; }
+	mkdir -p out
+	$(BIN)/python -m kvclaims.checker.artifact_runs "$(ARTIFACT)" --json out/artifact-verdicts.json

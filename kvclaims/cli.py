@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "litmus": "kvclaims.checker.cli_litmus:litmus",
     "sweep": "kvclaims.checker.cli_litmus:sweep",
     "load": "kvclaims.refinement.load:main",
+    "validate": "kvclaims.checker.cli_validate:main",
 }
 
 from kvclaims.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNEXPECTED,  # noqa: F401

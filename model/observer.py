@@ -111,28 +111,43 @@ class Reconstruction:
                 "findings": [f.__dict__ for f in self.findings]}
 
 
+def json_lines(path: str) -> List[Tuple[int, Dict[str, Any]]]:
+    """(line number, object) of every non-blank line; TelemetryError names the first bad line.
+    A last line cut short (no newline, not JSON) is reported as truncated: the writer stopped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as e:
+        raise TelemetryError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise TelemetryError(f"{path}: not UTF-8 text") from None
+    lines = text.split("\n")
+    out = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            ev = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines) and not text.endswith("\n"):
+                raise TelemetryError(f"{path}:{n}: truncated (last line is not a whole "
+                                     f"event)") from None
+            raise TelemetryError(f"{path}:{n}: not JSON ({e.msg})") from None
+        if not isinstance(ev, dict):
+            raise TelemetryError(f"{path}:{n}: an event must be a JSON object")
+        out.append((n, ev))
+    return out
+
+
 def read_jsonl(path: str, validate: bool = True) -> List[Dict[str, Any]]:
     """Events of a JSON Lines file; TelemetryError names the first bad line."""
     out = []
-    try:
-        fh = open(path, encoding="utf-8")
-    except OSError as e:
-        raise TelemetryError(f"{path}: cannot read: {e.strerror}") from None
-    with fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TelemetryError(f"{path}:{n}: not JSON ({e.msg})") from None
-            if not isinstance(ev, dict):
-                raise TelemetryError(f"{path}:{n}: an event must be a JSON object")
-            if validate:
-                errs = schema_errors(ev)
-                if errs:
-                    raise TelemetryError(f"{path}:{n}: not a telemetry event: {errs[0]}")
-            out.append(ev)
+    for n, ev in json_lines(path):
+        if validate:
+            errs = schema_errors(ev)
+            if errs:
+                raise TelemetryError(f"{path}:{n}: not a telemetry event: {errs[0]}")
+        out.append(ev)
     return out
 
 
