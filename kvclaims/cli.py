@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "explore": "kvclaims.checker.cli_explore:main",
     "litmus": "kvclaims.checker.cli_litmus:litmus",
     "sweep": "kvclaims.checker.cli_litmus:sweep",
+    "conform": "kvclaims.checker.conform.cli:main",
 }
 
 from kvclaims.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNEXPECTED,  # noqa: F401
