@@ -20,7 +20,7 @@ check-spec: $(STAMP)
 	$(BIN)/kvclaims check
 	$(BIN)/kvclaims explore --check-manifest
 
-test: $(STAMP) $(VLLM_STAMP)
+test: $(STAMP) $(VLLM_STAMP) browser
 	$(BIN)/python -m pytest
 
 bench-spec: $(STAMP)
@@ -75,3 +75,14 @@ bench-vllm: $(VLLM_STAMP)
 
 .PHONY: bench
 bench: bench-spec bench-explore bench-model bench-vllm
+
+# Conformance profiles (checker/conform/): the verdict matrix of the shipped descriptors, its
+# JSON rows and report page.  The page is checked in headless Chromium by the tests: Debian's
+# package, installed when missing.
+.PHONY: conform browser
+
+conform: $(STAMP)
+	$(BIN)/kvclaims conform --json out/conform.json --html out/conform.html
+
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }
