@@ -263,6 +263,9 @@ GOOD = (DESCRIPTOR_DIR / "vllm-0.32-stock.toml").read_text()
     (["{t}/d.toml"], GOOD.replace('"O7-preference-as-protected-claim" }',
                                   '"O7-preference-as-protected-claim", class = "x" }', 1),
      None),
+    (["{t}/d.toml"], GOOD.replace('[lowering]', 'targets = ["warp"]\n[lowering]'),
+     "unknown target"),
+    (["--json", "{t}/d.toml/rows.json"], "", "cannot write"),
     (["{t}"], None, "no *.toml"),
     (["--record", "warp-drive", "--out", "{t}/e.json"], None, "unknown target"),
     (["--out", "{t}/e.json"], None, "--record"),
@@ -274,3 +277,19 @@ def test_bad_input_one_line_exit_2(tmp_path, capsys, argv, text, says):
     err = _bad_input(tmp_path, capsys, argv, text)
     if says:
         assert says in err
+
+
+def test_malformed_evidence_evidences_nothing_and_does_not_crash(tmp_path):
+    ev = tmp_path / "e.json"
+    ev.write_text(json.dumps({"schema": "kvclaims.evidence/1", "target": "model",
+                              "runtime_version": "0.1.0", "results": [
+                                  {"policy": "hard_refuse", "litmus": "L3", "passed": True,
+                                   "observed": [1]},
+                                  {"policy": "hard_refuse", "litmus": "L1", "passed": True,
+                                   "observed": {"broken_obligations": "O1"}}, 7]}))
+    p = _descriptor(tmp_path, "odd", anchor=False)
+    sha = __import__("hashlib").sha256(ev.read_bytes()).hexdigest()
+    p.write_text(p.read_text() + f'[[anchor]]\nfile = "e.json"\nsha256 = "{sha}"\n')
+    row = {r.mode: r for r in run([p])}["hard_protected"]
+    assert row.cls == UN
+    assert row.rules == ["no-evidence:" + ",".join(bundles.BUNDLES["hard_protected"])]

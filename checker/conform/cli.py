@@ -118,7 +118,10 @@ def main(argv) -> int:
             raise UsageError(f"unknown target '{a.record}' (choose from {', '.join(TARGETS)})")
         if not a.out or a.descriptors:
             raise UsageError("--record TARGET needs --out FILE and no descriptors")
-        doc = record(a.record, Path(a.out))
+        try:
+            doc = record(a.record, Path(a.out))
+        except OSError as e:
+            raise UsageError(f"cannot write {e.filename}: {e.strerror}") from None
         n = sum(r["passed"] for r in doc["results"])
         print(f"{a.out}: {n}/{len(doc['results'])} cases pass on {a.record} "
               f"({doc['runtime']} {doc['runtime_version']})")
@@ -135,12 +138,15 @@ def main(argv) -> int:
         if a.verbose or r.mismatch:
             print(f"  {r.runtime} {r.mode}: {r.cls} [{'; '.join(r.rules)}]"
                   + (f"  MISMATCH {r.mismatch}" if r.mismatch else ""))
-    if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps([r.to_json() for r in rows], indent=1) + "\n")
-    if a.html:
-        from .report import write_html
-        write_html(rows, Path(a.html))
+    try:
+        if a.json:
+            Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(a.json).write_text(json.dumps([r.to_json() for r in rows], indent=1) + "\n")
+        if a.html:
+            from .report import write_html
+            write_html(rows, Path(a.html))
+    except OSError as e:
+        raise UsageError(f"cannot write {e.filename}: {e.strerror}") from None
     print(f"{len(rows)} rows, {len(bad)} differ from their descriptors' expectations")
     if bad:
         print("MISMATCH with the descriptors' expectations", file=sys.stderr)

@@ -167,6 +167,11 @@ def load(path) -> Descriptor:
     targets = d.get("targets", [])
     if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
         raise UsageError(f"{w}: 'targets' must be a list of target names")
+    from kvclaims.checker.litmus import TARGETS
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise UsageError(f"{w}: unknown target(s) {', '.join(unknown)} (choose from "
+                         f"{', '.join(TARGETS)})")
     if anchors and not targets:
         raise UsageError(f"{w}: machine evidence anchors need 'targets' (which of our "
                          f"targets ran this runtime)")

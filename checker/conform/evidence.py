@@ -119,9 +119,13 @@ def check_anchor(anchor: Dict[str, Any], base: Path, version: str,
         if not isinstance(r, dict) or r.get("policy") not in CONFORMANT:
             continue
         cid = str(r.get("litmus"))
-        chk.cases[cid] = chk.cases.get(cid, True) and r.get("passed") is True
-        chk.broken.setdefault(cid, [])
-        chk.broken[cid] += list((r.get("observed") or {}).get("broken_obligations") or [])
+        obs = r.get("observed") if isinstance(r.get("observed"), dict) else {}
+        broken = obs.get("broken_obligations")
+        # a result whose shape is off, or that did not observe which obligations the spec saw
+        # broken, passes nothing (fail closed), and does not crash the checker
+        ok = r.get("passed") is True and isinstance(broken, list)
+        chk.cases[cid] = chk.cases.get(cid, True) and ok
+        chk.broken.setdefault(cid, []).extend(broken if isinstance(broken, list) else [])
     chk.ok = True
     return chk
 

@@ -12,6 +12,7 @@ from typing import Dict, List
 
 from .bundles import MODE_NAMES
 from .descriptor import CLASSES, load
+from .evidence import check_anchor
 from .verdict import Row
 
 COLOURS = {"native_conformance": "#1a9850", "adapter_observational": "#91cf60",
@@ -64,6 +65,14 @@ def _descriptor_section(path: str, rows: List[Row]) -> str:
            "<table class='lowering'><tr><th>contract element</th><th>lowered to</th></tr>"]
     out += [f"<tr><td>{E(k)}</td><td>{E(v)}</td></tr>" for k, v in d.lowering.items()]
     out.append("</table>")
+    base = Path(d.path).parent
+    for a in d.anchors:         # re-checked here as in the verdict: what the page says is now
+        chk = check_anchor(a, base, d.version, d.targets)
+        state = ("checks out: sha256 " + chk.digest + f", target {chk.target}, version "
+                 f"{chk.runtime_version}") if chk.ok else f"{chk.rule}: {chk.detail}"
+        out.append(f"<p class='anchor'>evidence anchor <code>{E(a['file'])}</code> &mdash; "
+                   f"<span class='{'ev-machine' if chk.ok else 'ev-stale'}'>{E(state)}</span>"
+                   "</p>")
     for r in rows:
         out.append(f"<h3>{r.mode}: <span style='background:{COLOURS[r.cls]}'>{r.cls}</span>"
                    f" <small>{E('; '.join(r.rules))}</small></h3>")
@@ -153,7 +162,14 @@ def write_html(rows: List[Row], out: Path) -> None:
             "<p>Each (runtime, protection mode) classified fail-closed "
             "(docs/CONTRACT.md section 9) by <code>kvclaims conform</code>.</p>",
             _matrix(rows)]
-    body += [_own_target(p) for p in by_desc]
+    # one sweep and one set of traces per target of ours, however many descriptors name it
+    seen, own = set(), []
+    for p in by_desc:
+        targets = load(p).targets
+        if targets and targets[0] not in seen:
+            seen.add(targets[0])
+            own.append(_own_target(p))
+    body += own
     body += [_descriptor_section(p, rs) for p, rs in by_desc.items()]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>kvclaims "

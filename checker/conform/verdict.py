@@ -120,7 +120,7 @@ def classify(d: Descriptor, mode: str, anchors: List[AnchorCheck]) -> Row:
     missing = [o for o in bundle if row.obligations[o]["status"] == "missing"]
     approx = ["O7-approximate-lowering"] if lv == Lowering.APPROXIMATE else []
     if missing:
-        primitive_shown = any(a.ok for a in anchors) or any(
+        primitive_shown = any(a.evidences(mode, o) for a in anchors for o in bundle) or any(
             "protection" in c.get("elements", []) and not citation_problem(c, d.version)
             for c in cites)
         row.cls = "approximation_substrate" if primitive_shown else "unknown_evidence"
