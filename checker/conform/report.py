@@ -52,16 +52,16 @@ def _matrix(rows: List[Row]) -> str:
 
 def _evidence_cell(ev: Dict[str, str]) -> str:
     by = ev.get("by", "")
-    link = (f"<a href='{E(by)}'>{E(by)}</a>" if by.startswith(("http://", "https://"))
-            else E(by))
-    return f"<td class='ev-{ev['status']}'>{ev['status']}</td><td>{link}</td>"
+    text = (f"<a href='{E(by)}'>{ev['status']}</a>" if by.startswith(("http://", "https://"))
+            else ev["status"])
+    return f"<td class='ev-{ev['status']}' title='{E(by)}'>{text}</td>"
 
 
 def _descriptor_section(path: str, rows: List[Row]) -> str:
     d = load(path)
     out = [f"<section class='runtime'><h2>{E(d.runtime)} {E(d.version)}</h2>",
            f"<p>{E(d.title)} &mdash; integration: <b>{E(d.integration)}</b>; "
-           f"descriptor <code>{E(str(path))}</code></p>",
+           f"descriptor <code>{E(Path(path).name)}</code></p>",
            "<table class='lowering'><tr><th>contract element</th><th>lowered to</th></tr>"]
     out += [f"<tr><td>{E(k)}</td><td>{E(v)}</td></tr>" for k, v in d.lowering.items()]
     out.append("</table>")
@@ -73,13 +73,28 @@ def _descriptor_section(path: str, rows: List[Row]) -> str:
         out.append(f"<p class='anchor'>evidence anchor <code>{E(a['file'])}</code> &mdash; "
                    f"<span class='{'ev-machine' if chk.ok else 'ev-stale'}'>{E(state)}</span>"
                    "</p>")
+    if d.citations:
+        out.append("<ul class='citations'>")
+        for c in d.citations:
+            about = ", ".join(c.get("obligations", []) + c.get("elements", []))
+            out.append(f"<li><a href='{E(c['url'])}'>{E(c['url'])}</a> (version "
+                       f"{E(c['version'])}, {E(c['where'])}) for {E(about)}: "
+                       f"{E(c.get('says', ''))}</li>")
+        out.append("</ul>")
+    # obligations x modes: how each obligation of each mode's bundle is evidenced
+    obs = [o for o in rows[0].obligations] if rows else []
     for r in rows:
-        out.append(f"<h3>{r.mode}: <span style='background:{COLOURS[r.cls]}'>{r.cls}</span>"
-                   f" <small>{E('; '.join(r.rules))}</small></h3>")
-        out.append("<table class='obligations'><tr><th>obligation</th><th>evidence</th>"
-                   "<th>by</th></tr>")
-        out += [f"<tr><td>{o}</td>{_evidence_cell(ev)}</tr>" for o, ev in r.obligations.items()]
-        out.append("</table>")
+        obs += [o for o in r.obligations if o not in obs]
+    out.append("<table class='obligations'><tr><th>obligation</th>"
+               + "".join(f"<th>{r.mode}</th>" for r in rows) + "</tr><tr><th>class</th>"
+               + "".join(f"<td style='background:{COLOURS[r.cls]}' title='"
+                         f"{E('; '.join(r.rules))}'>{r.cls}</td>" for r in rows) + "</tr>")
+    for o in obs:
+        out.append(f"<tr><th>{o}</th>" + "".join(
+            _evidence_cell(r.obligations[o]) if o in r.obligations else "<td>-</td>"
+            for r in rows) + "</tr>")
+    out.append("</table><p>rules: " + "; ".join(
+        f"<b>{r.mode}</b> {E(', '.join(r.rules))}" for r in rows) + "</p></section>")
     return "\n".join(out)
 
 
