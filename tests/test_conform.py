@@ -72,6 +72,20 @@ def test_shipped_verdict_matrix():
     assert [rt for rt, r in hard.items() if r.cls == N] == ["kvclaims-microruntime",
                                                              "vllm-patched"]
     assert all(o["status"] == "machine" for o in hard["vllm-patched"].obligations.values())
+    # stock vLLM: unsound by O7, and our harness run on vLLM's own block pool shows it
+    assert hard["vllm"].rules == ["O7-preference-as-protected-claim",
+                                  "evidence-shows-violation:O3,O5,O6"]
+
+
+def test_evidence_of_a_violation_rejects_even_a_pin(tmp_path):
+    from kvclaims.checker.conform.evidence import record
+    ev = tmp_path / "native.json"
+    record("model", ev, ["native"])        # the MicroRuntime driven as the baseline runtime
+    p = _descriptor(tmp_path, "pinned-but-native", anchor=False)
+    sha = __import__("hashlib").sha256(ev.read_bytes()).hexdigest()
+    p.write_text(p.read_text() + f'[[anchor]]\nfile = "native.json"\nsha256 = "{sha}"\n')
+    row = {r.mode: r for r in run([p])}["hard_protected"]
+    assert (row.cls, row.rules) == (RJ, ["evidence-shows-violation:O3,O5,O6"])
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -263,7 +277,7 @@ GOOD = (DESCRIPTOR_DIR / "vllm-0.32-stock.toml").read_text()
     (["{t}/d.toml"], GOOD.replace('"O7-preference-as-protected-claim" }',
                                   '"O7-preference-as-protected-claim", class = "x" }', 1),
      None),
-    (["{t}/d.toml"], GOOD.replace('[lowering]', 'targets = ["warp"]\n[lowering]'),
+    (["{t}/d.toml"], GOOD.replace('targets = ["vllm-core", "vllm-engine"]', 'targets = ["warp"]'),
      "unknown target"),
     (["--json", "{t}/d.toml/rows.json"], "", "cannot write"),
     (["{t}"], None, "no *.toml"),

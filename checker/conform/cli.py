@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import List
 
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
+from kvclaims.spec.policy import CONFORMANT, POLICIES
 
 from . import descriptor as dsc
 from .bundles import MODE_NAMES
@@ -53,22 +54,25 @@ def descriptor_files(args: List[str]) -> List[Path]:
 
 
 def _recompute(d: dsc.Descriptor, rows_anchors) -> None:
-    """Re-run each anchored target; a result that differs, or a target that cannot run
-    here (vLLM not installed), makes the anchor evidence nothing."""
+    """Re-run each anchored target under the policies its file recorded; a result that
+    differs, or a target that cannot run here (vLLM not installed), makes the anchor evidence
+    nothing."""
+    key = lambda rs: sorted((r.get("litmus"), r.get("variant"), r.get("policy"),
+                             r.get("passed")) for r in rs if isinstance(r, dict))
     for a, chk in rows_anchors:
         if not chk.ok:
             continue
+        old = json.loads((Path(d.path).parent / a["file"]).read_text())["results"]
+        policies = sorted({r.get("policy") for r in old if isinstance(r, dict)}
+                          & set(POLICIES)) or CONFORMANT
         with tempfile.TemporaryDirectory() as tmp:
             try:
-                fresh = record(chk.target, Path(tmp) / "e.json")
+                fresh = record(chk.target, Path(tmp) / "e.json", policies)
             except ImportError as e:
                 chk.ok, chk.rule = False, "evidence-not-recomputable"
                 chk.detail = f"{chk.file}: target {chk.target} cannot run here ({e})"
                 continue
-        old = json.loads((Path(d.path).parent / a["file"]).read_text())
-        key = lambda rs: sorted((r["litmus"], r["variant"], r["policy"], r["passed"])
-                                for r in rs)
-        if key(fresh["results"]) != key(old["results"]):
+        if key(fresh["results"]) != key(old):
             chk.ok, chk.rule = False, "evidence-not-reproduced"
             chk.detail = f"{chk.file}: a fresh run of {chk.target} gives other results"
 
@@ -108,6 +112,8 @@ def main(argv) -> int:
     p.add_argument("--html", metavar="FILE", help="write the report page")
     p.add_argument("--record", metavar="TARGET", help="record evidence for one of our targets")
     p.add_argument("--out", metavar="FILE", help="evidence file written by --record")
+    p.add_argument("--policy", action="append", default=[],
+                   help="with --record: run these policies (default: the conformant ones)")
     p.add_argument("--recompute", action="store_true",
                    help="re-run every anchored target and require the same results")
     p.add_argument("--verbose", "-v", action="store_true", help="print every row's rules")
@@ -118,16 +124,19 @@ def main(argv) -> int:
             raise UsageError(f"unknown target '{a.record}' (choose from {', '.join(TARGETS)})")
         if not a.out or a.descriptors:
             raise UsageError("--record TARGET needs --out FILE and no descriptors")
+        from kvclaims.checker.configio import resolve_policy
+        for n in a.policy:
+            resolve_policy(n)
         try:
-            doc = record(a.record, Path(a.out))
+            doc = record(a.record, Path(a.out), a.policy or CONFORMANT)
         except OSError as e:
             raise UsageError(f"cannot write {e.filename}: {e.strerror}") from None
         n = sum(r["passed"] for r in doc["results"])
         print(f"{a.out}: {n}/{len(doc['results'])} cases pass on {a.record} "
               f"({doc['runtime']} {doc['runtime_version']})")
         return EXIT_OK if n == len(doc["results"]) else EXIT_UNEXPECTED
-    if a.out:
-        raise UsageError("--out goes with --record")
+    if a.out or a.policy:
+        raise UsageError("--out and --policy go with --record")
     for f in (a.json, a.html):        # fail before any work, and write nothing on bad input
         if f and Path(f).is_dir():
             raise UsageError(f"{f}: is a directory")

@@ -45,18 +45,26 @@ def runtime_of(target: str) -> Tuple[str, str]:
     return "kvclaims-" + target, importlib.metadata.version("kvclaims")
 
 
-def record(target: str, out: Path) -> Dict[str, Any]:
-    """Run the litmus suite and the conformance scenarios on `target` and write the evidence
-    file.  Only conformant-policy cases are run: evidence is about the lowering under test."""
+def record(target: str, out: Path, policies: Sequence[str] = CONFORMANT) -> Dict[str, Any]:
+    """Run the litmus suite and the conformance scenarios on `target` under `policies` and
+    write the evidence file.  Conformant-policy cases evidence obligations; cases of a bad
+    policy that pass show the runtime breaking the obligations the spec saw broken (stock
+    runtimes are recorded that way, e.g. vllm-core under `native`)."""
     from kvclaims.checker.litmus import LITMUS_DIR, load_suite, run_suite
+    from kvclaims.spec.vocab import Mode
     suite = load_suite(LITMUS_DIR) + load_suite(CONFORM_LITMUS_DIR)
-    results = run_suite(suite, target, policies=list(CONFORMANT))
+    results = run_suite(suite, target, policies=list(policies))
+    modes = {(sc.id, v): Mode(cfg.claims[0].mode).name.lower() if cfg.K else None
+             for sc in suite for v, cfg in sc.variants.items()}
     runtime, version = runtime_of(target)
+    pol = "".join(f" --policy {p}" for p in policies if tuple(policies) != tuple(CONFORMANT))
     doc = {"schema": SCHEMA, "kind": "litmus", "target": target, "runtime": runtime,
            "runtime_version": version, "kvclaims_version": importlib.metadata.version("kvclaims"),
            # how to make it again (the output path is the caller's business)
-           "command": f"kvclaims conform --record {target} --out FILE",
-           "results": [r.to_json() for r in results]}
+           "command": f"kvclaims conform --record {target}{pol} --out FILE",
+           # the protection mode of the case's claim: which row a violation is about
+           "results": [dict(r.to_json(), claim_mode=modes[(r.litmus, r.variant)])
+                       for r in results]}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")
     return doc
@@ -76,6 +84,8 @@ class AnchorCheck:
     runtime_version: str = ""
     cases: Dict[str, bool] = field(default_factory=dict)   # litmus id -> every run passed
     broken: Dict[str, List[str]] = field(default_factory=dict)
+    # mode -> obligations a passing bad-policy case showed broken on this runtime
+    violations: Dict[str, set] = field(default_factory=dict)
 
     def evidences(self, mode: str, ob: str) -> bool:
         """A case that witnesses `ob` for `mode` passed under a conformant policy, and no
@@ -116,11 +126,15 @@ def check_anchor(anchor: Dict[str, Any], base: Path, version: str,
         chk.detail = f"{rel}: made on version {chk.runtime_version}, descriptor says {version}"
         return chk
     for r in doc["results"]:
-        if not isinstance(r, dict) or r.get("policy") not in CONFORMANT:
+        if not isinstance(r, dict):
             continue
         cid = str(r.get("litmus"))
         obs = r.get("observed") if isinstance(r.get("observed"), dict) else {}
         broken = obs.get("broken_obligations")
+        if r.get("policy") not in CONFORMANT:
+            if r.get("passed") is True and isinstance(broken, list):
+                chk.violations.setdefault(str(r.get("claim_mode")), set()).update(broken)
+            continue
         # a result whose shape is off, or that did not observe which obligations the spec saw
         # broken, passes nothing (fail closed), and does not crash the checker
         ok = r.get("passed") is True and isinstance(broken, list)

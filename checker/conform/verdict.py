@@ -78,8 +78,9 @@ def classify(d: Descriptor, mode: str, anchors: List[AnchorCheck]) -> Row:
     prim = d.modes[mode]
     cites = [c for c in d.citations if _cites(c, mode)]
     offered = {o for c in cites for o in c.get("obligations", [])}
-    if d.anchors:                       # an anchored result file offers whatever it witnesses
-        offered |= set(bundle)
+    # an anchored result file offers whatever it witnesses (a bad element counted that way is
+    # as much a bad lowering as one cited for it)
+    offered |= {o for o in bundle if any(a.evidences(mode, o) for a in anchors)}
 
     # 2. lowerings that cannot be sound
     rejected = []
@@ -87,6 +88,11 @@ def classify(d: Descriptor, mode: str, anchors: List[AnchorCheck]) -> Row:
     if lv == Lowering.UNSOUND:
         rejected.append("O3-no-residency-primitive" if prim in NO_RESIDENCY
                         else "O7-preference-as-protected-claim")
+    # machine evidence that this runtime, under pressure, breaks obligations of this mode
+    shown = sorted({o for a in anchors if a.ok for o in a.violations.get(mode, ())}
+                   & set(bundle), key=bundle.index)
+    if shown:
+        rejected.append(f"evidence-shows-violation:{','.join(shown)}")
     for el, vocab in ELEMENTS.items():
         if mode not in ELEMENT_MODES.get(el, MODE_NAMES):
             continue
