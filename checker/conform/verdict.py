@@ -4,9 +4,10 @@ Order of the rules, each one failing closed:
 1. a mode the descriptor does not lower has nothing to classify: unknown_evidence;
 2. a lowering that cannot be sound is rejected whatever its evidence: a primitive that only
    changes eviction preference, or keeps nothing resident in the pool, for a protecting mode
-   (O7; O3), or an element counted as evidence for an obligation it cannot carry (block-count
-   predicate, post-hoc claim naming, events without claim identity, an outcome naming no
-   claim, fallback recompute as restoration);
+   (O7; O3), one our harness caught breaking an obligation of the mode (a passing case of a
+   bad policy in its evidence), or an element counted as evidence for an obligation it cannot
+   carry (block-count predicate, post-hoc claim naming, events without claim identity, an
+   outcome naming no claim, fallback recompute as restoration);
 3. evidence that no longer checks out (anchored file missing, digest or version or target
    differing, a citation of another version) makes the row unknown_evidence;
 4. an obligation of the mode's bundle with no evidence caps the row at approximation_substrate
