@@ -20,7 +20,7 @@ check-spec: $(STAMP)
 	$(BIN)/kvclaims check
 	$(BIN)/kvclaims explore --check-manifest
 
-test: $(STAMP) $(VLLM_STAMP)
+test: $(STAMP) $(VLLM_STAMP) browser
 	$(BIN)/python -m pytest
 
 bench-spec: $(STAMP)
@@ -95,3 +95,14 @@ validate-artifact: $(STAMP)
 	@test -n "$(ARTIFACT)" || { echo "usage: make validate-artifact ARTIFACT=DIR (a checkout of gustavgauge/kv-residency-vllm-arbiter)"; exit 2; }
 	mkdir -p out
 	$(BIN)/python -m kvclaims.checker.artifact_runs "$(ARTIFACT)" --json out/artifact-verdicts.json
+
+# Conformance profiles (checker/conform/): the verdict matrix of the shipped descriptors, its
+# JSON rows and report page.  The page is checked in headless Chromium by the tests: Debian's
+# package, installed when missing.
+.PHONY: conform browser
+
+conform: $(STAMP)
+	$(BIN)/kvclaims conform --json out/conform.json --html out/conform.html
+
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }

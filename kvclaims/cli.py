@@ -19,6 +19,7 @@ SUBCOMMANDS = {
     "sweep": "kvclaims.checker.cli_litmus:sweep",
     "load": "kvclaims.refinement.load:main",
     "validate": "kvclaims.checker.cli_validate:main",
+    "conform": "kvclaims.checker.conform.cli:main",
 }
 
 from kvclaims.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_UNEXPECTED,  # noqa: F401
