@@ -70,6 +70,7 @@ class LoadReport:
     rss_curve: List[Tuple[float, float]] = field(default_factory=list)
     note: str = ""
     records: Dict[str, int] = field(default_factory=dict)
+    stall_states: List[Dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> Dict[str, Any]:
         return asdict(self)
@@ -166,6 +167,8 @@ class Workload:
             if mode == "expiring" or rng.random() < 0.1:
                 claim["duration"] = rng.choice([rng.randint(1, 40), 10 ** 12])
             self.claims[rid] = (t, prompt)
+            if len(self.claims) > 64:       # the harness keeps a window, not every prompt
+                del self.claims[next(iter(self.claims))]
             extra = {"kvclaims_tenant": t,
                      "kvclaims_claim": json.dumps(claim) if rng.random() < 0.5 else claim}
             return rid, prompt + self._fresh(rid, 1), extra, max_tokens
@@ -311,6 +314,8 @@ def run_load(engine: str, policy: str, *, seconds: float, max_requests: int, see
             rep.longest_no_progress_steps = max(rep.longest_no_progress_steps, no_progress)
             if no_progress == STALL_STEPS:
                 rep.stalls += 1
+                if engine == "in-process" and len(rep.stall_states) < 5:
+                    rep.stall_states.append(_scheduler_state(llm))
             if no_progress >= 20 * STALL_STEPS:
                 rep.note = f"{no_progress} steps without progress: stopped"
                 break
@@ -331,6 +336,24 @@ def run_load(engine: str, policy: str, *, seconds: float, max_requests: int, see
         rep.records = va.engine_scheduler(llm).arbiter.records()
         rep.records["scheduler_requests"] = len(va.engine_scheduler(llm).requests)
     return rep
+
+
+def _scheduler_state(llm: Any) -> Dict[str, Any]:
+    """What the in-process scheduler holds when it stops making progress (diagnosis)."""
+    from . import vllm_adapter as va
+    s = va.engine_scheduler(llm)
+    arb = s.arbiter
+    head = [{"id": r.request_id, "tokens": r.num_tokens, "computed": r.num_computed_tokens,
+             "status": str(r.status), "ledger": str(getattr(arb.requests.get(r.request_id),
+                                                            "status", None))}
+            for r in list(s.waiting)[:3]]
+    refs = sum(1 for b in s.kv_cache_manager.block_pool.blocks if b.ref_cnt and not b.is_null)
+    return {"free": arb.free_blocks(), "protected_resident": arb.protected_resident,
+            "blocks_referenced": refs, "running": [r.request_id for r in s.running],
+            "held": list(s._held), "waiting_head": head, "errors": list(s._errors),
+            "pinned_by_object": {o.object_id: len(o.pinned) for o in arb.objects.values()
+                                 if o.pinned},
+            "blocking": list(arb.blocking_claims())}
 
 
 def _observe(path: str, rep: LoadReport) -> None:
