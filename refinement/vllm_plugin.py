@@ -330,8 +330,12 @@ class ClaimScheduler(Scheduler):
                 return
             if not arb.protected_resident:
                 return          # only running requests stand in the way: vLLM waits
-            if not arb.defer(req.request_id, need, live, peak_new):
-                return
+            r = arb.requests.get(req.request_id)
+            if r is None or r.status != RS.DEFERRED:
+                if not arb.defer(req.request_id, need, live, peak_new):
+                    return
+            # else: requeued once it fitted, but vLLM did not take it before the pool
+            # changed again: it is still deferred (its wait keeps counting), held again
             va.remove_waiting(self, [req])
             self._held[req.request_id] = req
 
