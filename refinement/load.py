@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor, TimeoutError as FutureTimeout
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -207,19 +206,19 @@ class Workload:
 
 class _Stepper:
     """engine.step() with a wall-clock bound: the multi-process engine blocks in step()
-    until its core has output, so a stalled core would hang the harness."""
+    until its core has output, so a stalled core would hang the harness. The step runs in
+    a daemon thread, so a step that never returns cannot keep the process from exiting."""
 
     def __init__(self, llm: Any, timeout: float):
         self.engine = llm.llm_engine
         self.timeout = timeout
-        self.pool = ThreadPoolExecutor(max_workers=1)
 
     def step(self) -> Optional[List[Any]]:
-        fut = self.pool.submit(self.engine.step)
-        try:
-            return fut.result(timeout=self.timeout)
-        except FutureTimeout:
-            return None
+        box: List[Any] = []
+        t = threading.Thread(target=lambda: box.append(self.engine.step()), daemon=True)
+        t.start()
+        t.join(self.timeout)
+        return box[0] if box else None
 
 
 def _classify(out: Any, rep: LoadReport) -> None:
@@ -329,7 +328,6 @@ def run_load(engine: str, policy: str, *, seconds: float, max_requests: int, see
     rep.peak_rss_mb = round(max(rep.peak_rss_mb, rss), 1)
     after = [r for t, r in rep.rss_curve if t >= warmup * rep.seconds]
     rep.rss_after_warmup_mb = after[0] if after else rep.rss_end_mb
-    stepper.pool.shutdown(wait=False)
     _observe(telemetry_path, rep)
     if engine == "in-process":
         from . import vllm_adapter as va
