@@ -57,6 +57,10 @@ class Residency(Protocol):
     def unpin(self, blocks_tail_first: List[Any]) -> None:
         """Drop those references; the first block given is evicted first."""
 
+    # Optional: ``place(obj)``, called after every change of an object's protection (once its
+    # pins are taken or dropped), for a pool that also files unpinned blocks by how they are
+    # claimed (the MicroRuntime's free-queue tiers for soft and preference-only claims).
+
 
 @dataclass
 class ObjectRec:
@@ -132,7 +136,7 @@ def _prometheus_counter():
 class ClaimLedger:
     def __init__(self, residency: Residency, *, policy: Any = "hard_refuse",
                  cap: Optional[int] = None, telemetry: Optional[Telemetry] = None,
-                 max_duration: Optional[int] = None, keep_ended: int = 4096,
+                 max_duration: Optional[int] = None, keep_ended: Optional[int] = 4096,
                  prometheus: bool = False):
         self.residency = residency
         self.policy: Policy = policy_by_name(policy) if isinstance(policy, str) else policy
@@ -155,7 +159,8 @@ class ClaimLedger:
         self._prom = _prometheus_counter() if prometheus else None
         self._orders = 0
         self._ended: Deque[Tuple[str, str]] = deque()    # ("claim"|"request", id)
-        self.keep_ended = keep_ended
+        self.keep_ended = keep_ended          # None: ended records are kept
+        self._place = getattr(residency, "place", None)
 
     # --- telemetry ----------------------------------------------------------------------------
 
@@ -190,11 +195,18 @@ class ClaimLedger:
     # --- objects ------------------------------------------------------------------------------
 
     def register_object(self, object_id: str, hashes: Sequence[Hashable],
-                        owner: Optional[str] = None, salt: Optional[str] = None) -> ObjectRec:
+                        owner: Optional[str] = None, salt: Optional[str] = None,
+                        rec: Optional[ObjectRec] = None) -> ObjectRec:
+        """``rec``: the runtime's own record (an ObjectRec subclass) with its fields filled;
+        by default a plain ObjectRec."""
         obj = self.objects.get(object_id)
         if obj is not None:
             return obj
-        obj = ObjectRec(object_id, list(hashes), owner, salt, bytearray(len(hashes)))
+        if rec is None:
+            obj = ObjectRec(object_id, list(hashes), owner, salt, bytearray(len(hashes)))
+        else:
+            obj, obj.object_id, obj.hashes = rec, object_id, list(hashes)
+            obj.present, obj.n_present = bytearray(len(obj.hashes)), 0
         for p, h in enumerate(obj.hashes):
             self._where.setdefault(h, []).append((obj, p))
             if self.residency.block_of(h) is not None:
@@ -237,6 +249,14 @@ class ClaimLedger:
 
     def known_hash(self, h: Hashable) -> bool:
         return h in self._where
+
+    def holders(self, h: Hashable) -> List[Tuple[ObjectRec, int]]:
+        """Every (object, position) whose content is ``h``."""
+        return self._where.get(h, [])
+
+    def pins_on(self, block_id: int) -> int:
+        """How many objects hold a pin on the block."""
+        return self._pinned_blocks.get(block_id, 0)
 
     def interval(self, object_id: str):
         """[lo, hi) of the object's resident positions; (0, 0) when none; when they are not
@@ -316,6 +336,11 @@ class ClaimLedger:
             prot = any(self.recorded_protected(self.claims[cid]) for cid in obj.claims)
             self._victims.append(Victim(block_id, obj.object_id, p, prot, reason))
 
+    def evicted_unclaimed(self, block_id: int, reason: str = "lru") -> None:
+        """The pool took a cached block of no known object: ``settle`` reports it as an
+        ordinary victim (object None), for a runtime whose trace records every eviction."""
+        self._victims.append(Victim(block_id, None, None, False, reason))
+
     def settle(self, cause: str, request_id: Optional[str] = None) -> List[Victim]:
         """After an allocation (or eviction): the victim events, then for each claim that
         lost a position what the policy says: harm when its predicate broke, or (a late
@@ -326,9 +351,11 @@ class ClaimLedger:
         pol = self.policy
         hit: Dict[str, ObjectRec] = {}
         for v in victims:
-            obj = self.objects[v.object_id]
-            hit[v.object_id] = obj
-            cs = [cid for cid in obj.claims if self.claims[cid].status in RESPONSIBLE]
+            cs = []
+            if v.object_id is not None:
+                obj = self.objects[v.object_id]
+                hit[v.object_id] = obj
+                cs = [cid for cid in obj.claims if self.claims[cid].status in RESPONSIBLE]
             self.emit("victim", block_id=v.block_id, blocks=1, object_id=v.object_id,
                       logical_position=v.position, protected=v.protected, reason=v.reason,
                       claim_id=cs[0] if cs else None, request_id=request_id, cause=cause)
@@ -411,6 +438,8 @@ class ClaimLedger:
             for b in held:
                 self._drop_pin(b)
             self.residency.unpin(held)
+        if self._place is not None:
+            self._place(obj)
 
     # --- claims -------------------------------------------------------------------------------
 
@@ -651,6 +680,8 @@ class ClaimLedger:
     # --- bounded memory -----------------------------------------------------------------------
 
     def _retire(self, kind: str, key: str) -> None:
+        if self.keep_ended is None:
+            return
         self._ended.append((kind, key))
         while len(self._ended) > self.keep_ended:
             self._drop(*self._ended.popleft())
