@@ -57,6 +57,10 @@ class Residency(Protocol):
     def unpin(self, blocks_tail_first: List[Any]) -> None:
         """Drop those references; the first block given is evicted first."""
 
+    # Optional: ``place(obj)``, called after every change of an object's protection (once its
+    # pins are taken or dropped), for a pool that also files unpinned blocks by how they are
+    # claimed (the MicroRuntime's free-queue tiers for soft and preference-only claims).
+
 
 @dataclass
 class ObjectRec:
@@ -132,7 +136,7 @@ def _prometheus_counter():
 class ClaimLedger:
     def __init__(self, residency: Residency, *, policy: Any = "hard_refuse",
                  cap: Optional[int] = None, telemetry: Optional[Telemetry] = None,
-                 max_duration: Optional[int] = None, keep_ended: int = 4096,
+                 max_duration: Optional[int] = None, keep_ended: Optional[int] = 4096,
                  prometheus: bool = False):
         self.residency = residency
         self.policy: Policy = policy_by_name(policy) if isinstance(policy, str) else policy
@@ -159,7 +163,8 @@ class ClaimLedger:
         self._prom = _prometheus_counter() if prometheus else None
         self._orders = 0
         self._ended: Deque[Tuple[str, str]] = deque()    # ("claim"|"request", id)
-        self.keep_ended = keep_ended
+        self.keep_ended = keep_ended          # None: ended records are kept
+        self._place = getattr(residency, "place", None)
 
     # --- telemetry ----------------------------------------------------------------------------
 
@@ -194,11 +199,18 @@ class ClaimLedger:
     # --- objects ------------------------------------------------------------------------------
 
     def register_object(self, object_id: str, hashes: Sequence[Hashable],
-                        owner: Optional[str] = None, salt: Optional[str] = None) -> ObjectRec:
+                        owner: Optional[str] = None, salt: Optional[str] = None,
+                        rec: Optional[ObjectRec] = None) -> ObjectRec:
+        """``rec``: the runtime's own record (an ObjectRec subclass) with its fields filled;
+        by default a plain ObjectRec."""
         obj = self.objects.get(object_id)
         if obj is not None:
             return obj
-        obj = ObjectRec(object_id, list(hashes), owner, salt, bytearray(len(hashes)))
+        if rec is None:
+            obj = ObjectRec(object_id, list(hashes), owner, salt, bytearray(len(hashes)))
+        else:
+            obj, obj.object_id, obj.hashes = rec, object_id, list(hashes)
+            obj.present, obj.n_present = bytearray(len(obj.hashes)), 0
         for p, h in enumerate(obj.hashes):
             self._where.setdefault(h, []).append((obj, p))
             if self.residency.block_of(h) is not None:
@@ -244,6 +256,14 @@ class ClaimLedger:
 
     def known_hash(self, h: Hashable) -> bool:
         return h in self._where
+
+    def holders(self, h: Hashable) -> List[Tuple[ObjectRec, int]]:
+        """Every (object, position) whose content is ``h``."""
+        return self._where.get(h, [])
+
+    def pins_on(self, block_id: int) -> int:
+        """How many objects hold a pin on the block."""
+        return self._pinned_blocks.get(block_id, 0)
 
     def interval(self, object_id: str):
         """[lo, hi) of the object's resident positions; (0, 0) when none; when they are not
@@ -320,6 +340,11 @@ class ClaimLedger:
             self._log.append(("lost", Victim(block_id, obj.object_id, p, prot, reason),
                               self.cause, broken))
 
+    def evicted_unclaimed(self, block_id: int, reason: str = "lru") -> None:
+        """The pool took a cached block of no known object: announced as an ordinary victim
+        (object None), for a runtime whose trace records every eviction."""
+        self._log.append(("lost", Victim(block_id, None, None, False, reason), self.cause, ()))
+
     def charge_losses(self, owner_of) -> None:
         """Name the allocating request of losses logged without one: ``owner_of(block_id)``
         is the request now holding the block the pool handed out (a runtime that cannot
@@ -333,7 +358,8 @@ class ClaimLedger:
     def has_unnamed_losses(self) -> bool:
         return any(e[0] == "lost" and e[2] is None for e in self._log)
 
-    def flush(self, cause: Optional[str] = None, request_id: Optional[str] = None) -> None:
+    def flush(self, cause: Optional[str] = None,
+              request_id: Optional[str] = None) -> List[Victim]:
         """Announce what the pool did, in the order it happened: one object_stored per run
         of stored positions of an object; a victim event per lost (object, position), and
         after each run of victims what the policy says of the claims they hit (harm when the
@@ -341,7 +367,7 @@ class ClaimLedger:
         the claims whose predicate now holds materialize. ``cause``/``request_id``: for
         losses whose allocation did not name its request."""
         if self._flushing:
-            return
+            return []
         self._flushing = True
         try:
             log, self._log = self._log, []
@@ -360,6 +386,7 @@ class ClaimLedger:
             self._flushing = False
         if self._pending:
             self.check_materialized()
+        return [e[1] for e in log if e[0] == "lost"]
 
     def _emit_stored(self, run: List[Tuple[Any, ...]]) -> None:
         by_obj: Dict[str, List[int]] = {}
@@ -413,9 +440,9 @@ class ClaimLedger:
             if obj is not None and obj.stored and obj.n_present == 0:
                 obj.stored = False
 
-    def settle(self, cause: str, request_id: Optional[str] = None) -> None:
-        """After an allocation (or eviction) outside any request's: announce it."""
-        self.flush(cause, request_id)
+    def settle(self, cause: str, request_id: Optional[str] = None) -> List[Victim]:
+        """After an allocation (or eviction): announce it; the victims announced."""
+        return self.flush(cause, request_id)
 
     def flush_stored(self) -> None:
         self.flush()
@@ -478,6 +505,8 @@ class ClaimLedger:
             for b in held:
                 self._drop_pin(b)
             self.residency.unpin(held)
+        if self._place is not None:
+            self._place(obj)
 
     # --- claims -------------------------------------------------------------------------------
 
@@ -723,6 +752,8 @@ class ClaimLedger:
     # --- bounded memory -----------------------------------------------------------------------
 
     def _retire(self, kind: str, key: str) -> None:
+        if self.keep_ended is None:
+            return
         self._ended.append((kind, key))
         while len(self._ended) > self.keep_ended:
             self._drop(*self._ended.popleft())

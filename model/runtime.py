@@ -1,14 +1,22 @@
 """The MicroRuntime: a block-level runtime that implements the resident claim contract.
 
-It keeps its pool as vLLM does (model/pool.py) and adds claims on top:
+It keeps its pool as vLLM does (model/pool.py); its claims live in the project's one claim
+ledger (kvclaims.model.ledger), the same one the vLLM arbiter keeps over vLLM's pool:
 
 - objects are prefixes of full blocks whose hashes chain through every earlier token and the
-  cache identity (another salt or model id never hits);
-- claims are submitted, decided (acceptance control against a cap on protected footprint),
-  materialized when their predicate over logical positions first holds, released by their
-  owner only, demoted, expired by their duration on `tick`;
-- protection is a reference held on each resident block (`pin`): protected blocks are out of
-  the free queue, so keeping them costs O(1) per block and an allocation never meets them;
+  cache identity (another salt or model id never hits); a block belongs to every object whose
+  tokens it carries (a system prompt is a prefix of each conversation that starts with it),
+  and each of them sees its loss;
+- the ledger keeps the claim lifecycle (submit, acceptance control against a cap on protected
+  footprint, materialized when the predicate over logical positions first holds, release by
+  the owner only, demote, expiry by duration on `tick`, harm), what a conflict names, the
+  events and the counters; this module tells it what the pool did (`stored`, `evicted`,
+  `settle`) and keeps what is its own: allocation order, attention modes, housekeeping
+  eviction, and where an object's blocks go (``PoolResidency``);
+- protection is a reference held on each resident block (`pin`), taken the moment a block of
+  a protected object is resident: protected blocks are out of the free queue, so keeping them
+  costs O(1) per block and an allocation never meets them; soft claims and what a
+  preference-only runtime "protects" are free-queue tiers 1 and 2;
 - the arbiter is the spec's Policy (kvclaims.spec.policy): the same switches choose how an
   allocation may reach beyond the free queue, what a conflict names, whether harm is emitted.
 
@@ -21,20 +29,17 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from kvclaims.spec.policy import Naming, Policy, policy_by_name
-from kvclaims.spec.vocab import (ClaimStatus as CS, Feasibility, Lowering, Mode,
-                                 PROTECTED_MODES, RESPONSIBLE, RequestStatus as RS,
-                                 lowering_verdict)
+from kvclaims.spec.policy import Policy
+from kvclaims.spec.vocab import (ClaimStatus as CS, Feasibility, Lowering,
+                                 RequestStatus as RS, lowering_verdict)
 
 from .attention import Attention, chunks, live_blocks_required
-from .claims import (CacheIdentity, ClaimError, ClaimSpec, Decision, MODE_NAMES,  # noqa: F401
-                     acceptance_decision, decide_claim, parse_mode, reserved_footprint,
-                     validate_claim)
+from .claims import CacheIdentity, ClaimError, ClaimSpec, Decision, parse_mode  # noqa: F401
+from .ledger import ClaimLedger, ClaimRec, ObjectRec, RequestRec, Victim
 from .pool import BlockPool
 from .telemetry import Telemetry
 
 PIN = -1                      # placement: held by a reference, out of the free queue
-SOFT_MODES = (Mode.SOFT_PRIORITY, Mode.BEST_EFFORT)
 FEASIBILITY_NAMES = {Feasibility.WAIT: "wait", Feasibility.INFEASIBLE: "infeasible"}
 
 
@@ -59,23 +64,11 @@ def synthetic_tokens(name: str, n_blocks: int, block_size: int = 16) -> List[int
 
 
 @dataclass
-class ObjectRecord:
-    object_id: str
-    identity: CacheIdentity
-    hashes: List[int]
-    order: int
+class ObjectRecord(ObjectRec):
+    """The ledger's object record, with what the MicroRuntime keeps of a prefix."""
+    identity: CacheIdentity = CacheIdentity()
+    order: int = 0
     tokens: Sequence[int] = ()
-    present: bytearray = field(default_factory=bytearray)
-    n_present: int = 0
-    pinned: bool = False
-    claims: List[str] = field(default_factory=list)
-
-    @property
-    def n_blocks(self) -> int:
-        return len(self.hashes)
-
-    def positions(self) -> List[int]:
-        return [p for p, x in enumerate(self.present) if x]
 
     def interval(self) -> Optional[Tuple[int, int]]:
         """[lo, hi) of the resident positions, (0, 0) when none, None when not an interval."""
@@ -85,46 +78,29 @@ class ObjectRecord:
         lo, hi = ps[0], ps[-1] + 1
         return (lo, hi) if hi - lo == len(ps) else None
 
-    def leading(self) -> int:
-        n = 0
-        while n < len(self.present) and self.present[n]:
-            n += 1
-        return n
+
+ClaimRecord = ClaimRec
 
 
 @dataclass
-class ClaimRecord:
-    spec: ClaimSpec
-    order: int
-    status: CS = CS.SUBMITTED
-    accepted_at: int = 0
-    pred_present: int = 0          # resident positions inside the predicate's range
-    reason: str = ""
-
-
-@dataclass
-class RequestRecord:
-    request_id: str
-    identity: CacheIdentity
-    hashes: List[int]
-    live_required: int
-    admit_future_reuse: bool = True
+class RequestRecord(RequestRec):
+    """The ledger's request record, with the prompt and how it is computed."""
+    identity: CacheIdentity = CacheIdentity()
+    hashes: List[int] = field(default_factory=list)
+    live_required: int = 0
     attention: Attention = Attention.FULL
     chunk_blocks: Optional[int] = None
     window_blocks: Optional[int] = None
-    status: RS = RS.NONE
     blocks: List[int] = field(default_factory=list)
     peak_live: int = 0
-    named: Tuple[str, ...] = ()
 
+    @property
+    def admit_future_reuse(self) -> bool:
+        return self.admit
 
-@dataclass(frozen=True)
-class Victim:
-    block_id: int
-    object_id: Optional[str]
-    position: Optional[int]
-    protected: bool
-    reason: str
+    @admit_future_reuse.setter
+    def admit_future_reuse(self, v: bool) -> None:
+        self.admit = v
 
 
 @dataclass(frozen=True)
@@ -135,23 +111,80 @@ class Admission:
     note: str = ""
 
 
+class PoolResidency:
+    """The ledger's view of the MicroRuntime's pool: a pin is one reference (the block leaves
+    the free queue); an unpinned block, and every free block of a claimed object, is filed in
+    the free-queue tier its claims ask for (``tier_of``: soft claims in tier 1, what a
+    preference-only runtime "protects" in tier 2)."""
+
+    def __init__(self, pool: BlockPool):
+        self.pool = pool
+        self.usable = pool.usable
+        self.tier_of = lambda h: 0      # set by the runtime once its ledger exists
+
+    def block_of(self, block_hash: int) -> Optional[int]:
+        return self.pool.cache.get(block_hash)
+
+    def free_blocks(self) -> int:
+        """Empty blocks (the conflict event's free_blocks_before_allocate)."""
+        return self.pool.unhashed_free
+
+    def pin(self, blocks: List[int]) -> None:
+        for b in blocks:
+            self.pool.touch(b)
+
+    def unpin(self, blocks_tail_first: List[int]) -> None:
+        for b in blocks_tail_first:
+            self.pool.release(b, self.tier_of(self.pool.block_hash[b]))
+
+    def place(self, obj: ObjectRec) -> None:
+        """The object's free blocks go to the tier its claims now ask for, tail first."""
+        pool = self.pool
+        for p in reversed(obj.positions()):
+            b = pool.cache[obj.hashes[p]]
+            t = self.tier_of(obj.hashes[p])
+            if pool.tier[b] >= 0 and pool.tier[b] != t:
+                pool.move(b, t)
+
+
+class MicroLedger(ClaimLedger):
+    """The claim ledger as the MicroRuntime keeps it: a claim's cache identity must be its
+    object's, and protected resident KV is every resident block of an object its claims
+    protect, however the policy protects it (pinned, or a preference tier)."""
+
+    def acceptance(self, claim_id: str) -> Tuple[bool, str]:
+        s = self.claims[claim_id].spec
+        obj = self.objects.get(s.object_id)
+        if obj is not None and getattr(obj, "identity", s.cache_identity) != s.cache_identity:
+            return False, "cache identity differs from the object's"
+        return super().acceptance(claim_id)
+
+    @property
+    def protected_resident(self) -> int:
+        cache = self.residency.pool.cache
+        return len({cache[o.hashes[p]] for o in self.objects.values() if self.protecting(o)
+                    for p in o.positions()})
+
+
 class MicroRuntime:
     def __init__(self, num_blocks: int, policy="hard_refuse",
                  protected_cap_blocks: Optional[int] = None, block_size: int = 16,
                  telemetry: Optional[Telemetry] = None):
-        self.policy: Policy = policy_by_name(policy) if isinstance(policy, str) else policy
         self.pool = BlockPool(num_blocks)
         self.block_size = block_size
-        self.cap = self.pool.usable if protected_cap_blocks is None else protected_cap_blocks
-        if not 0 <= self.cap <= self.pool.usable:
+        cap = self.pool.usable if protected_cap_blocks is None else protected_cap_blocks
+        if not 0 <= cap <= self.pool.usable:
             raise RuntimeUsageError("protected cap must be between 0 and the usable pool")
-        self.telemetry = telemetry if telemetry is not None else Telemetry()
-        self.clock = 0
-        self.objects: Dict[str, ObjectRecord] = {}
-        self.claims: Dict[str, ClaimRecord] = {}
-        self.requests: Dict[str, RequestRecord] = {}
-        self._where: Dict[int, Tuple[ObjectRecord, int]] = {}   # object block hash -> position
-        self._running_live = 0
+        residency = PoolResidency(self.pool)
+        self.ledger = MicroLedger(residency, policy=policy, cap=cap, telemetry=telemetry,
+                                  keep_ended=None)
+        residency.tier_of = self._tier_of_hash
+        self.policy: Policy = self.ledger.policy
+        self.cap = cap
+        self.telemetry = self.ledger.telemetry
+        self.objects: Dict[str, ObjectRecord] = self.ledger.objects      # type: ignore
+        self.claims: Dict[str, ClaimRec] = self.ledger.claims
+        self.requests: Dict[str, RequestRecord] = self.ledger.requests  # type: ignore
 
     # --- telemetry ------------------------------------------------------------------------------
 
@@ -159,28 +192,23 @@ class MicroRuntime:
     def usable(self) -> int:
         return self.pool.usable
 
+    @property
+    def clock(self) -> int:
+        return self.ledger.clock
+
+    @property
+    def counters(self) -> Dict[str, int]:
+        return self.ledger.counters
+
     def _emit(self, type_: str, **fields):
-        return self.telemetry.emit(type_, policy=self.policy.name, usable_blocks=self.usable,
-                                   clock=self.clock, **fields)
-
-    def _claim_fields(self, c: ClaimRecord) -> dict:
-        obj = self.objects.get(c.spec.object_id)
-        return {"claim_id": c.spec.claim_id, "object_id": c.spec.object_id,
-                "owner_scope": c.spec.owner_scope,
-                "predicate": c.spec.predicate.to_json(),
-                "blocks_required": c.spec.predicate.k,
-                "blocks_materialized": obj.n_present if obj else 0,
-                "leading_blocks_survived": obj.leading() if obj else 0,
-                "protection_mode": MODE_NAMES[c.spec.protection_mode]}
-
-    def _claim_event(self, type_: str, c: ClaimRecord, **extra):
-        return self._emit(type_, **self._claim_fields(c), **extra)
+        return self.ledger.emit(type_, **fields)
 
     # --- objects --------------------------------------------------------------------------------
 
     def register_object(self, object_id: str, tokens: Sequence[int],
                         identity: CacheIdentity = CacheIdentity()) -> ObjectRecord:
-        """Make a prefix known by its tokens (full blocks only); nothing is stored yet."""
+        """Make a prefix known by its tokens (full blocks only).  Its content may be shared:
+        blocks already resident under the same hashes count as its own."""
         if not object_id:
             raise RuntimeUsageError("object_id must be non-empty")
         if object_id in self.objects:
@@ -188,15 +216,9 @@ class MicroRuntime:
         hs = block_hashes(tokens, identity, self.block_size)
         if not hs:
             raise RuntimeUsageError(f"object {object_id} has no full block")
-        obj = ObjectRecord(object_id, identity, hs, len(self.objects), tokens,
-                           bytearray(len(hs)))
-        for p, h in enumerate(hs):
-            self._where[h] = (obj, p)
-        self.objects[object_id] = obj
-        for c in self.claims.values():      # a claim submitted before its object
-            if c.spec.object_id == object_id:
-                obj.claims.append(c.spec.claim_id)
-        return obj
+        rec = ObjectRecord(object_id, hs, identity=identity, order=len(self.objects),
+                           tokens=tokens)
+        return self.ledger.register_object(object_id, hs, rec=rec)  # type: ignore
 
     def _object(self, object_id: str) -> ObjectRecord:
         if object_id not in self.objects:
@@ -209,14 +231,11 @@ class MicroRuntime:
         obj = self._object(object_id)
         if obj.n_present or self.pool.unhashed_free < obj.n_blocks:
             return False
-        want = self._placement(obj)
-        obj.pinned = want == PIN          # nothing resident: the flag is all there is to set
         blocks = [self.pool.pop(0) for _ in range(obj.n_blocks)]
-        self._emit("object_stored", object_id=object_id, blocks=obj.n_blocks)
         for p, b in enumerate(blocks):
-            self._store(b, obj.hashes[p])  # a pinned object's new block takes its pin here
-        self.pool.release_all(blocks[::-1], [max(want, 0)] * len(blocks))  # tail first
-        self._check_materialized(obj)
+            self._store(b, obj.hashes[p])  # a protected object's block is pinned here
+        self.pool.release_all(blocks[::-1], [self._tier_of_hash(h) for h in obj.hashes[::-1]])
+        self.ledger.flush_stored()         # object_stored, then the claims it materializes
         return True
 
     def _store(self, b: int, h: int) -> None:
@@ -225,202 +244,89 @@ class MicroRuntime:
         if h in self.pool.cache:
             return
         self.pool.set_hash(b, h)
-        hit = self._where.get(h)
-        if hit is None:
-            return
-        obj, p = hit
-        obj.present[p] = 1
-        obj.n_present += 1
-        for cid in obj.claims:
-            c = self.claims[cid]
-            if c.spec.predicate.start <= p < c.spec.predicate.end:
-                c.pred_present += 1
-        if obj.pinned:
-            self.pool.touch(b)
+        self.ledger.stored(h)
 
-    def _lost(self, obj: ObjectRecord, p: int) -> None:
-        obj.present[p] = 0
-        obj.n_present -= 1
-        for cid in obj.claims:
-            c = self.claims[cid]
-            if c.spec.predicate.start <= p < c.spec.predicate.end:
-                c.pred_present -= 1
-
-    def _check_materialized(self, obj: ObjectRecord) -> None:
-        for cid in obj.claims:
-            c = self.claims[cid]
-            if c.status == CS.ACCEPTED and c.pred_present == c.spec.predicate.k:
-                c.status = CS.MATERIALIZED
-                self._claim_event("claim_materialized", c)
-
-    # --- protection -----------------------------------------------------------------------------
-
-    def _overdue(self, c: ClaimRecord, clock: Optional[int] = None) -> bool:
-        clock = self.clock if clock is None else clock
-        return (c.spec.protection_mode == Mode.EXPIRING and c.spec.duration is not None
-                and clock >= c.accepted_at + c.spec.duration)
-
-    def _recorded_protected(self, c: ClaimRecord) -> bool:
-        return c.status in RESPONSIBLE and c.spec.protection_mode in PROTECTED_MODES
-
-    def protected_now(self, c: ClaimRecord) -> bool:
-        """Its blocks may not be ordinary victims: responsible, protecting mode, in time."""
-        return self._recorded_protected(c) and not self._overdue(c)
-
-    def _obj_claims(self, obj: ObjectRecord) -> List[ClaimRecord]:
-        return [self.claims[cid] for cid in obj.claims]
-
-    def _protecting(self, obj: ObjectRecord) -> bool:
-        return any(self.protected_now(c) for c in self._obj_claims(obj))
+    # --- placement ------------------------------------------------------------------------------
 
     def _placement(self, obj: ObjectRecord) -> int:
-        """Where the object's free blocks belong: PIN, or a free-queue tier."""
-        pol = self.policy
+        """Where the object's blocks belong: PIN, or a free-queue tier."""
+        pol, led = self.policy, self.ledger
         if not pol.honours_claims and not pol.preference_only:
             return 0
-        cs = self._obj_claims(obj)
-        if any(self.protected_now(c) for c in cs):
+        if led.protecting(obj):
             return 2 if pol.preference_only else PIN
-        if any(c.status in RESPONSIBLE and c.spec.protection_mode in SOFT_MODES for c in cs):
-            return 1
-        return 0
+        return 1 if led.soft_claimed(obj) else 0
+
+    def _tier_of_hash(self, h: Optional[int]) -> int:
+        """A free block's tier: the highest any object holding its content asks for."""
+        return max((max(self._placement(o), 0) for o, _ in self.ledger.holders(h)), default=0)
 
     def _block_of(self, obj: ObjectRecord, p: int) -> int:
         return self.pool.cache[obj.hashes[p]]
 
-    def _replace(self, obj: ObjectRecord) -> None:
-        """Put the object's resident blocks where its claims now say, tail first (so the
-        deepest block is the first to go once they are evictable)."""
-        want = self._placement(obj)
-        pool = self.pool
-        for p in reversed(obj.positions()):
-            b = self._block_of(obj, p)
-            if want == PIN:
-                if not obj.pinned:
-                    pool.touch(b)
-            elif obj.pinned:
-                pool.release(b, want)
-            elif pool.tier[b] >= 0 and pool.tier[b] != want:
-                pool.move(b, want)
-        obj.pinned = want == PIN
+    def protected_now(self, c: ClaimRec) -> bool:
+        return self.ledger.protected_now(c)
+
+    def _protecting(self, obj: ObjectRecord) -> bool:
+        return self.ledger.protecting(obj)
+
+    def _protected_k(self, obj: ObjectRecord) -> int:
+        """The largest predicate among the object's protecting claims (a block-counting
+        runtime keeps that many blocks)."""
+        return max(self.claims[cid].spec.predicate.k for cid in obj.claims
+                   if self.protected_now(self.claims[cid]))
 
     # --- claims ---------------------------------------------------------------------------------
 
     def submit_claim(self, spec: ClaimSpec, decide: bool = True) -> Decision:
         """Validate (ClaimError on a malformed claim: nothing is recorded), record, and by
         default decide at once."""
-        obj = self.objects.get(spec.object_id) if isinstance(spec, ClaimSpec) else None
-        if not isinstance(spec, ClaimSpec):
-            raise ClaimError("a claim must be a ClaimSpec")
-        spec = validate_claim(spec, obj.n_blocks if obj else None)
-        if spec.claim_id in self.claims:
-            self._emit("claim_rejected", claim_id=spec.claim_id, object_id=spec.object_id,
-                       reason="duplicate claim_id", duplicate=True)
-            return Decision(spec.claim_id, False, "duplicate claim_id")
-        c = ClaimRecord(spec, len(self.claims))
-        self.claims[spec.claim_id] = c
-        if obj is not None:
-            obj.claims.append(spec.claim_id)
-            p = spec.predicate
-            c.pred_present = sum(obj.present[p.start:p.end])
-        self._claim_event("claim_submitted", c, footprint_blocks=spec.footprint_blocks,
-                          duration=spec.duration,
-                          cache_identity=spec.cache_identity.to_json())
-        if not decide:
-            return Decision(spec.claim_id, False, "pending")
-        return self.decide(spec.claim_id)
+        return self.ledger.submit(spec, decide)
 
-    def _claim(self, claim_id: str) -> ClaimRecord:
+    def _claim(self, claim_id: str) -> ClaimRec:
         if claim_id not in self.claims:
             raise RuntimeUsageError(f"unknown claim {claim_id}")
         return self.claims[claim_id]
 
     def reserved_footprint(self) -> int:
-        return reserved_footprint(self.claims.values())
+        return self.ledger.reserved_footprint()
 
     def acceptance(self, claim_id: str) -> Tuple[bool, str]:
         """Acceptance control (model.claims.acceptance_decision), plus: a claim's cache
         identity must be its object's."""
-        s = self._claim(claim_id).spec
-        obj = self.objects.get(s.object_id)
-        if obj is not None and obj.identity != s.cache_identity:
-            return False, "cache identity differs from the object's"
-        return acceptance_decision(s, self.reserved_footprint(), self.cap)
+        self._claim(claim_id)
+        return self.ledger.acceptance(claim_id)
 
     def decide(self, claim_id: str) -> Decision:
-        c = self._claim(claim_id)
-        if c.status != CS.SUBMITTED:
+        if self._claim(claim_id).status != CS.SUBMITTED:
             raise RuntimeUsageError(f"claim {claim_id} is not pending")
-        return decide_claim(self, claim_id)
+        return self.ledger.decide(claim_id)
 
     def accept(self, claim_id: str) -> bool:
-        c = self._claim(claim_id)
-        if c.status != CS.SUBMITTED or not self.acceptance(claim_id)[0]:
-            return False
-        c.status, c.accepted_at = CS.ACCEPTED, self.clock
-        self._claim_event("claim_accepted", c, cap_blocks=self.cap,
-                          reserved_blocks=self.reserved_footprint())
-        obj = self.objects.get(c.spec.object_id)
-        if obj is not None:
-            self._check_materialized(obj)
-            self._replace(obj)
-        return True
+        self._claim(claim_id)
+        return self.ledger.accept(claim_id)
 
     def reject(self, claim_id: str, reason: str = "operator") -> bool:
         """Reject a pending claim (the runtime's decision, or an operator's)."""
-        c = self._claim(claim_id)
-        if c.status != CS.SUBMITTED:
-            return False
-        c.status, c.reason = CS.REJECTED, reason
-        self._claim_event("claim_rejected", c, reason=reason)
-        return True
-
-    def _end(self, c: ClaimRecord, status: CS, type_: str, **extra) -> None:
-        c.status = status
-        self._claim_event(type_, c, **extra)
-        obj = self.objects.get(c.spec.object_id)
-        if obj is not None:
-            self._replace(obj)
+        self._claim(claim_id)
+        return self.ledger.reject(claim_id, reason)
 
     def release_claim(self, claim_id: str, actor: str) -> bool:
         """Release by the owner; anyone else's release is refused and reported (O10)."""
-        c = self._claim(claim_id)
-        if c.status not in RESPONSIBLE:
-            return False
-        if self.policy.owner_check and actor != c.spec.owner_scope:
-            self._emit("release_denied", claim_id=claim_id, object_id=c.spec.object_id,
-                       actor=actor, reason="only the owner may release a claim")
-            return True
-        self._end(c, CS.RELEASED, "claim_released", actor=actor)
-        return True
+        self._claim(claim_id)
+        return self.ledger.release(claim_id, actor)
 
     def demote_claim(self, claim_id: str, request_id: str) -> bool:
         """Relax a claim that stands in a pending request's way (hard_demote), event first:
         its blocks become ordinary cache only after claim_demoted is out."""
-        c = self._claim(claim_id)
-        r = self._request(request_id)
-        obj = self.objects.get(c.spec.object_id)
-        if not (self.policy.demote_on_conflict and self.protected_now(c) and obj is not None
-                and obj.n_present > 0 and r.status in (RS.NONE, RS.DEFERRED)
-                and self.in_conflict(request_id)):
-            return False
-        self._end(c, CS.DEMOTED, "claim_demoted", request_id=request_id)
-        return True
+        self._claim(claim_id)
+        self._request(request_id)
+        return self.in_conflict(request_id) and self.ledger.demote(claim_id, request_id)
 
     def tick(self) -> List[str]:
         """Advance the logical clock; expire overdue claims in the same step (with an event),
         unless the policy skips the check.  Returns the claims expired."""
-        self.clock += 1
-        out = []
-        if self.policy.expiry_check:
-            for c in self._claims_in_order():
-                if c.status in RESPONSIBLE and self._overdue(c):
-                    self._end(c, CS.EXPIRED, "claim_expired")
-                    out.append(c.spec.claim_id)
-        return out
-
-    def _claims_in_order(self) -> List[ClaimRecord]:
-        return sorted(self.claims.values(), key=lambda c: c.order)
+        return self.ledger.tick()
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -434,8 +340,9 @@ class MicroRuntime:
         if not hs:
             raise RuntimeUsageError(f"request {request_id} has no full block")
         live = live_blocks_required(len(hs), attention, chunk_blocks, window_blocks)
-        r = RequestRecord(request_id, identity, hs, live, admit_future_reuse, attention,
-                          chunk_blocks, window_blocks)
+        r = RequestRecord(request_id, admit=admit_future_reuse, identity=identity, hashes=hs,
+                          live_required=live, attention=attention, chunk_blocks=chunk_blocks,
+                          window_blocks=window_blocks)
         self.requests[request_id] = r
         return r
 
@@ -492,27 +399,14 @@ class MicroRuntime:
         return self.new_blocks_needed(request_id) > self.unprotected_supply()
 
     def protected_resident(self) -> int:
-        return sum(o.n_present for o in self.objects.values() if self._protecting(o))
+        return self.ledger.protected_resident
 
     def active_live(self) -> int:
-        return self._running_live
+        return self.ledger.active_live
 
     def blocking_claims(self) -> Tuple[str, ...]:
         """O8: exactly the claims whose protected blocks are resident in the pool."""
-        out = []
-        for c in self._claims_in_order():
-            obj = self.objects.get(c.spec.object_id)
-            if self.protected_now(c) and obj is not None and obj.n_present > 0:
-                out.append(c.spec.claim_id)
-        return tuple(out)
-
-    def _named(self) -> Tuple[str, ...]:
-        if self.policy.naming == Naming.EXACT:
-            return self.blocking_claims()
-        if self.policy.naming == Naming.SUBSET:      # forgets the latest blocking claim
-            return self.blocking_claims()[:-1]
-        # misattribution: every claim on record, whether or not it holds a protected block
-        return tuple(c.spec.claim_id for c in self._claims_in_order() if c.status in RESPONSIBLE)
+        return self.ledger.blocking_claims()
 
     def lowering(self, mode) -> Lowering:
         """O7 capability honesty: what this runtime's primitive is worth for a mode."""
@@ -523,40 +417,28 @@ class MicroRuntime:
         return (Feasibility.INFEASIBLE if self.protected_resident() + need > self.usable
                 else Feasibility.WAIT)
 
-    def _conflict(self, request_id: str, action: str, named: Tuple[str, ...],
-                  need: Optional[int] = None) -> None:
-        r = self._request(request_id)
-        need = r.live_required if need is None else need
-        prot = self.protected_resident()
-        total = prot + self.active_live() + r.live_required
-        self._emit("conflict", request_id=request_id, blocking_claim_ids=list(named),
-                   protected_resident_blocks=prot, active_live_blocks_required=need,
-                   resident_plus_active_blocks=total,
-                   capacity_shortfall_blocks=total - self.usable,
-                   free_blocks_before_allocate=self.pool.unhashed_free,
-                   feasibility=FEASIBILITY_NAMES[self.feasibility(request_id)],
-                   arbiter_action=action)
+    def _infeasible(self, request_id: str) -> bool:
+        return self.feasibility(request_id) == Feasibility.INFEASIBLE
 
     def defer(self, request_id: str) -> bool:
         r = self._request(request_id)
         if r.status != RS.NONE or not self.in_conflict(request_id):
             return False
-        return self._hold_back(r, "defer", RS.DEFERRED, "request_deferred")
+        return self._hold_back(r, RS.DEFERRED)
 
     def refuse(self, request_id: str) -> bool:
         """Refuse a deferred request that cannot fit while the claims stand."""
         r = self._request(request_id)
         if not (r.status == RS.DEFERRED and self.in_conflict(request_id)
-                and self.feasibility(request_id) == Feasibility.INFEASIBLE):
+                and self._infeasible(request_id)):
             return False
-        return self._hold_back(r, "refuse", RS.REFUSED, "request_refused")
+        return self._hold_back(r, RS.REFUSED)
 
-    def _hold_back(self, r: RequestRecord, action: str, status: RS, type_: str) -> bool:
+    def _hold_back(self, r: RequestRecord, status: RS) -> bool:
         """The conflict event naming the blocking claims, then the deferral or refusal."""
-        r.named = self._named()
-        self._conflict(r.request_id, action, r.named)
-        r.status = status
-        self._emit(type_, request_id=r.request_id, blocking_claim_ids=list(r.named))
+        self.ledger.hold_back(r.request_id, status, live=r.live_required,
+                              new_blocks=r.live_required,
+                              infeasible=self._infeasible(r.request_id))
         return True
 
     def serves_through_conflict(self) -> bool:
@@ -599,108 +481,69 @@ class MicroRuntime:
             if not obj.pinned or not self._protecting(obj):
                 continue
             if pol.count_protection:
-                need = max(c.spec.predicate.k for c in self._obj_claims(obj)
-                           if self.protected_now(c))
-                n += max(0, obj.n_present - need)
+                n += max(0, obj.n_present - self._protected_k(obj))
             elif (pol.late_announce or pol.conflict_noadmit) and pressure:
                 n += obj.n_present
         return n
 
-    def _take_free(self, t: int, reason: str, victims: List[Victim]) -> int:
+    def _lost(self, b: int, h: Optional[int], reason: str) -> None:
+        """Tell the ledger the block that carried h was taken (its hash is gone already):
+        every object holding that content loses the position; content of no object is an
+        ordinary victim."""
+        if h is None:
+            return
+        if self.ledger.known_hash(h):
+            self.ledger.evicted(h, b, reason)
+        else:
+            self.ledger.evicted_unclaimed(b, reason)
+
+    def _take_free(self, t: int, reason: str) -> int:
         pool = self.pool
-        b = pool.front(t)
-        h = pool.block_hash[b]
+        h = pool.block_hash[pool.front(t)]
         b = pool.pop(t)
-        if h is not None:
-            victims.append(self._victim(b, h, reason))
+        self._lost(b, h, reason)
         return b
 
-    def _victim(self, b: int, h: int, reason: str) -> Victim:
-        hit = self._where.get(h)
-        if hit is None:
-            return Victim(b, None, None, False, reason)
-        obj, p = hit
-        prot = any(self._recorded_protected(c) for c in self._obj_claims(obj))
-        self._lost(obj, p)
-        return Victim(b, obj.object_id, p, prot, reason)
-
     def _take_pinned(self, obj: ObjectRecord, head: bool, limit: int, reason: str,
-                     victims: List[Victim], out: List[int]) -> None:
+                     out: List[int]) -> None:
         ps = obj.positions()
         order = ps if head else list(reversed(ps))
         for p in order[:limit]:
             b = self._block_of(obj, p)
             h = self.pool.block_hash[b]
-            self.pool.take(b)
-            victims.append(self._victim(b, h, reason))
+            extra = max(0, self.ledger.pins_on(b) - 1)
+            self.pool.take(b)                # one pin's reference becomes the new owner's
+            self.pool.ref[b] -= extra        # the pins of other objects sharing it go too
+            self._lost(b, h, reason)
             out.append(b)
 
-    def _gather(self, n: int, pressure: bool, victims: List[Victim]) -> List[int]:
+    def _gather(self, n: int, pressure: bool) -> List[int]:
         """n blocks for a new owner, in the runtime's order: free blocks first (unhashed at the
         front), then the LRU order of the queue, then whatever the policy lets it reach."""
         pol, pool = self.policy, self.pool
         out: List[int] = []
         for t in (0, 1):
             while len(out) < n and pool.free_count[t]:
-                out.append(self._take_free(t, "lru", victims))
+                out.append(self._take_free(t, "lru"))
         if len(out) == n:
             return out
         for obj in self._overdue_pinned():
             if len(out) < n:
-                self._take_pinned(obj, False, n - len(out), "overdue", victims, out)
+                self._take_pinned(obj, False, n - len(out), "overdue", out)
         if pol.preference_only:
             while len(out) < n and pool.free_count[2]:
-                out.append(self._take_free(2, "lower_priority_exhausted", victims))
+                out.append(self._take_free(2, "lower_priority_exhausted"))
         for obj in self._objects_in_order():
             if len(out) >= n or not obj.pinned or not self._protecting(obj):
                 continue
             if pol.count_protection:
-                keep = max(c.spec.predicate.k for c in self._obj_claims(obj)
-                           if self.protected_now(c))
-                self._take_pinned(obj, True, min(n - len(out), obj.n_present - keep),
-                                  "count_surplus", victims, out)
+                self._take_pinned(obj, True, min(n - len(out), obj.n_present
+                                                 - self._protected_k(obj)),
+                                  "count_surplus", out)
             elif (pol.late_announce or pol.conflict_noadmit) and pressure:
-                self._take_pinned(obj, False, n - len(out), "pressure", victims, out)
+                self._take_pinned(obj, False, n - len(out), "pressure", out)
         assert len(out) == n, (len(out), n)
         return out
-
-    def _after_loss(self, victims: Sequence[Victim], cause: str,
-                    request_id: Optional[str]) -> None:
-        """Victim events, then what the policy says about claims that lost blocks: harm when
-        the predicate broke, or (late_announce) the demotion/expiry after the fact."""
-        pol = self.policy
-        lost_objs: Dict[str, ObjectRecord] = {}
-        for v in victims:
-            cid = None
-            if v.object_id is not None:
-                obj = self.objects[v.object_id]
-                lost_objs[v.object_id] = obj
-                cs = [c for c in self._obj_claims(obj) if c.status in RESPONSIBLE]
-                cid = cs[0].spec.claim_id if cs else None
-            self._emit("victim", block_id=v.block_id, blocks=1, object_id=v.object_id,
-                       logical_position=v.position, protected=v.protected, reason=v.reason,
-                       claim_id=cid, request_id=request_id, cause=cause)
-        affected = sorted((c for o in lost_objs.values() for c in self._obj_claims(o)),
-                          key=lambda c: c.order)
-        changed: Dict[str, ObjectRecord] = {}
-        for c in affected:
-            obj = lost_objs[c.spec.object_id]
-            late = pol.late_announce and self._recorded_protected(c)
-            overdue = self._overdue(c)
-            judged = (obj.n_present >= c.spec.predicate.k if pol.count_protection
-                      else c.pred_present == c.spec.predicate.k)
-            if pol.emits_harm and c.status == CS.MATERIALIZED and not late and not judged:
-                c.status = CS.HARMED
-                self._claim_event("claim_harmed", c, cause=cause, request_id=request_id,
-                                  predicate_before=True, predicate_after=False)
-                changed[obj.object_id] = obj
-            if late:
-                c.status = CS.EXPIRED if overdue else CS.DEMOTED
-                self._claim_event("claim_expired" if overdue else "claim_demoted", c,
-                                  late=True, request_id=request_id)
-                changed[obj.object_id] = obj
-        for obj in changed.values():        # only a claim whose status moved re-places
-            self._replace(obj)
 
     def admit(self, request_id: str, admit_future_reuse: Optional[bool] = None) -> Admission:
         """Allocate a pending request's live blocks (chunk by chunk under its attention mode).
@@ -718,31 +561,26 @@ class MicroRuntime:
         if pol.conflict_noadmit and pressure:
             # its one answer to a conflict: deny future reuse, as if that freed room
             admit = False
-            self._conflict(request_id, "serve_no_admit", (), need=0)
-        victims: List[Victim] = []
-        held = [self._block_of_hash(h) for h in r.hashes[:hits]]
+            self.ledger.conflict(request_id, live=0, new_blocks=r.live_required,
+                                 infeasible=self._infeasible(request_id),
+                                 action="serve_no_admit", named=())
+        held = [self.pool.cache[h] for h in r.hashes[:hits]]
         for b in held:
             self.pool.touch(b)
-        new = self._prefill(r, hits, need, pressure, victims, admit)
+        new = self._prefill(r, hits, need, pressure, admit)
         r.blocks = held + new
-        r.status, r.admit_future_reuse = RS.RUNNING, admit
-        self._running_live += len(r.blocks)
-        self._after_loss(victims, f"admit:{request_id}", request_id)
-        self._emit("request_admitted", request_id=request_id, live_blocks=len(r.blocks),
-                   cached_blocks_hit=hits, admit_future_reuse=admit,
-                   attention=r.attention.value, peak_live_blocks=r.peak_live)
+        victims = self.ledger.settle(f"admit:{request_id}", request_id)
+        self.ledger.admitted(request_id, len(r.blocks), admit, hits,
+                             attention=r.attention.value, peak_live_blocks=r.peak_live)
         return Admission(True, admit, tuple(victims))
 
-    def _block_of_hash(self, h: int) -> int:
-        return self.pool.cache[h]
-
     def _prefill(self, r: RequestRecord, hits: int, need: int, pressure: bool,
-                 victims: List[Victim], admit: bool) -> List[int]:
+                 admit: bool) -> List[int]:
         """Compute the prompt's blocks after the hits, chunk by chunk.  Full attention keeps
         every chunk; a sliding window frees blocks that leave the window; recompute keeps
         only the current chunk.  Peak live is recorded; blocks are hashed if admitted."""
         if r.attention == Attention.FULL:
-            blocks = self._gather(need, pressure, victims)
+            blocks = self._gather(need, pressure)
             if admit:
                 for p, b in enumerate(blocks, start=hits):
                     self._store(b, r.hashes[p])
@@ -758,7 +596,7 @@ class MicroRuntime:
                 if r.attention == Attention.SLIDING_WINDOW and len(live) == r.window_blocks:
                     self._free_blocks(live[:1])
                     live = live[1:]
-                b = self._gather(1, pressure, victims)[0]
+                b = self._gather(1, pressure)[0]
                 if admit:
                     self._store(b, r.hashes[pos])
                 live.append(b)
@@ -768,32 +606,26 @@ class MicroRuntime:
         return live
 
     def _free_blocks(self, blocks: Sequence[int]) -> None:
-        """Release blocks tail first; hashed ones join their object's tier (or stay pinned);
+        """Release blocks tail first; hashed ones join their objects' tier (or stay pinned);
         unhashed ones (never admitted for reuse) go to the front."""
-        pool = self.pool
         order = blocks[::-1]
-        tiers = []
-        for b in order:
-            hit = self._where.get(pool.block_hash[b])
-            tiers.append(max(self._placement(hit[0]), 0) if hit else 0)
-        pool.release_all(order, tiers)
+        self.pool.release_all(order, [self._tier_of_hash(self.pool.block_hash[b])
+                                      for b in order])
 
     def finish(self, request_id: str) -> bool:
         r = self._request(request_id)
         if r.status != RS.RUNNING:
             return False
         self._free_blocks(r.blocks)
-        self._running_live -= len(r.blocks)
         r.blocks = []
-        r.status = RS.FINISHED
-        self._emit("request_finished", request_id=request_id)
-        return True
+        return self.ledger.finished(request_id)
 
     # --- housekeeping eviction ------------------------------------------------------------------
 
     def evict_object_block(self, object_id: str) -> Optional[Victim]:
         """Evict one resident block of an object outside any allocation (the tail block; a
-        block-counting runtime takes the head of a claim it counts).  None if not allowed."""
+        block-counting runtime takes the head of a claim it counts).  None if not allowed.
+        Every object holding that content loses it."""
         obj = self._object(object_id)
         if obj.n_present == 0:
             return None
@@ -808,9 +640,7 @@ class MicroRuntime:
                         if o is not obj and not self._protecting(o)):
                     return None
             elif pol.count_protection:
-                keep = max(c.spec.predicate.k for c in self._obj_claims(obj)
-                           if self.protected_now(c))
-                if obj.n_present - 1 < keep:
+                if obj.n_present - 1 < self._protected_k(obj):
                     return None
                 head = True
             else:
@@ -818,27 +648,28 @@ class MicroRuntime:
         p = ps[0] if head else ps[-1]
         b = self._block_of(obj, p)
         h = pool.block_hash[b]
-        if pool.ref[b] > (1 if obj.pinned else 0):
+        pins = self.ledger.pins_on(b)
+        if pool.ref[b] > pins:
             return None                      # in use by a running request
-        v = self._victim(b, h, "evict")
-        if obj.pinned:
+        if pins:
             pool.take(b)
+            pool.ref[b] = 1                  # every pin on it goes with the block
             pool.release(b)
         else:
             pool.drop_hash(b)
-        self._after_loss([v], "evict", None)
-        return v
+        self._lost(b, h, "evict")
+        victims = self.ledger.settle("evict")
+        return next(v for v in victims if v.object_id == object_id)
 
     def evict_cached_block(self) -> Optional[Victim]:
         """Evict the least recently used ordinary cached block (claimed by nobody)."""
         pool = self.pool
         for b in pool.queue(0):
             h = pool.block_hash[b]
-            if h is not None and h not in self._where:
+            if h is not None and not self.ledger.known_hash(h):
                 pool.drop_hash(b)
-                v = Victim(b, None, None, False, "evict")
-                self._after_loss([v], "evict", None)
-                return v
+                self._lost(b, h, "evict")
+                return self.ledger.settle("evict")[0]
         return None
 
     # --- abstraction helpers ----------------------------------------------------------------------
@@ -846,5 +677,5 @@ class MicroRuntime:
     def ordinary_cached(self) -> int:
         """Hashed free blocks that belong to no registered object."""
         pool = self.pool
-        return sum(1 for h, b in pool.cache.items() if h not in self._where and pool.ref[b] == 0)
-
+        return sum(1 for h, b in pool.cache.items()
+                   if not self.ledger.known_hash(h) and pool.ref[b] == 0)

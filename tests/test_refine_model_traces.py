@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from kvclaims.checker.bmc import bmc
-from kvclaims.model.runtime import MicroRuntime
+from kvclaims.model.ledger import ClaimLedger
+from kvclaims.model.runtime import MicroLedger, MicroRuntime
 from kvclaims.refinement.check import check_refinement
 from kvclaims.refinement.model_target import ModelTarget
 from kvclaims.spec.actions import Step, complete_choices
@@ -68,7 +69,7 @@ L3_STEPS = [Step("submit", (0,)), Step("accept", (0,)), Step("materialize", (0,)
 
 
 def test_a_runtime_that_forgets_to_pin_diverges(monkeypatch):
-    monkeypatch.setattr(MicroRuntime, "_placement", lambda self, obj: 0)
+    monkeypatch.setattr(MicroLedger, "wants_pin", lambda self, obj: False)
     rep = check_refinement(ModelTarget(), L3, POLICIES["hard_refuse"], L3_STEPS)
     assert not rep.ok and rep.divergence.index == 4
     assert rep.divergence.describe().startswith(
@@ -84,9 +85,9 @@ def test_a_runtime_that_evicts_from_the_middle_diverges(monkeypatch):
         if len(ps) < 3:
             return real(self, object_id)
         b = self._block_of(obj, ps[1])
-        v = self._victim(b, self.pool.block_hash[b], "evict")
-        self.pool.drop_hash(b)
-        return v
+        h = self.pool.drop_hash(b)
+        self._lost(b, h, "evict")
+        return self.ledger.settle("evict")[0]
 
     monkeypatch.setattr(MicroRuntime, "evict_object_block", middle)
     steps = [Step("materialize", (0,)), Step("evict", (0,))]
@@ -97,9 +98,9 @@ def test_a_runtime_that_evicts_from_the_middle_diverges(monkeypatch):
 
 
 def test_a_runtime_that_skips_the_harm_event_diverges(monkeypatch):
-    monkeypatch.setattr(MicroRuntime, "_claim_event",
+    monkeypatch.setattr(MicroLedger, "claim_event",
                         lambda self, t, c, **kw: None if t == "claim_harmed"
-                        else self._emit(t, **self._claim_fields(c), **kw))
+                        else ClaimLedger.claim_event(self, t, c, **kw))
     rep = check_refinement(ModelTarget(), L3, POLICIES["write_no_admit"], L3_STEPS)
     assert rep.divergence.index == 4
     assert rep.divergence.event_diff == (
