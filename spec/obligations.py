@@ -290,10 +290,20 @@ STRENGTHENING: Dict[str, Invariant] = {o.id: o for o in (
 #      (protected claims are intact) rules that out, itself resting on S3 and S5, and O9's
 #      "end events are in the past" makes a later loss carry a larger sequence number.
 #   O9 alone fails on accept: a claim not yet accepted might carry stale sequence numbers (S3).
+#   O1's history half fails on admit without O9 (a materialized claim was accepted) and S3.
+#   O12 (headroom) rests on O11 (cap) and S2 (resident <= footprint).
+#   O13 needs O5: a materialized hard claim's predicate holds, so no allowed victim breaks it.
+#   O14 and O15 compare the guards' helpers with spec/truth.py's formulas, equal only under
+#      pool conservation (S1) and shape (S2).
 SUPPORT = {
+    "O1": ("S3", "O9"),
     "O3": ("S3", "S5"),
     "O4": ("S3", "S4", "S5", "O9"),
     "O9": ("S3",),
+    "O12": ("S2", "O11"),
+    "O13": ("O5",),
+    "O14": ("S1", "S2"),
+    "O15": ("S1", "S2"),
 }
 
 
