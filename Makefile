@@ -26,6 +26,12 @@ test: $(STAMP) $(VLLM_STAMP) browser
 bench-spec: $(STAMP)
 	$(BIN)/python bench/bench_spec.py
 
+# Mutation score: every seeded mutation, the checks that kill it, kill rate, survivors.
+.PHONY: mutate
+
+mutate: $(STAMP)
+	$(BIN)/python -m kvclaims.checker.mutate
+
 clean:
 	rm -rf out build *.egg-info
 

@@ -14,7 +14,7 @@ import z3
 
 from kvclaims.spec.actions import Step
 from kvclaims.spec.algebra import SYMBOLIC as Z
-from kvclaims.spec.obligations import OBLIGATIONS, well_formed
+from kvclaims.spec.obligations import CHECKED, well_formed
 from kvclaims.spec.policy import Policy
 from kvclaims.spec.state import ClaimConfig, Config, RequestConfig, State, flat_fields
 
@@ -99,7 +99,8 @@ class Unrolling:
                                                    "owner", "identity", "duration")})
                                    for cc in cfg.claims),
                       requests=tuple(RequestConfig(need=v(r.need), identity=v(r.identity))
-                                     for r in cfg.requests))
+                                     for r in cfg.requests),
+                      headroom=v(cfg.headroom), response_ticks=v(cfg.response_ticks))
         steps = []
         for sel, step_ch in zip(self.sels, self.choices):
             n = v(sel)
@@ -132,7 +133,7 @@ def bmc(pol: Policy, targets: List[str], K: int = 3, R: int = 3, max_depth: int 
     t0 = time.perf_counter()
     while True:
         for ob in list(remaining):
-            r = u.check(z3.Not(OBLIGATIONS[ob].holds(Z, u.cfg, pol, u.states[-1])))
+            r = u.check(z3.Not(CHECKED[ob].holds(Z, u.cfg, pol, u.states[-1])))
             if r == z3.sat:
                 res.found[ob] = u.trace(ob, violates=ob)
             elif r == z3.unknown:

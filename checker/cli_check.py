@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List
 
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
-from kvclaims.spec.obligations import OBLIGATIONS
+from kvclaims.spec.obligations import CHECKED
 from kvclaims.spec.policy import CONFORMANT, MUTATIONS, POLICIES
 
 from . import manifest as mf
@@ -57,7 +57,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--policy", action="append", default=[],
                    help="policy to check (repeatable or comma-separated; default: all)")
     p.add_argument("--obligation", action="append", default=[],
-                   help="obligation id O1..O10 (repeatable or comma-separated; default: all)")
+                   help="obligation id O1..O16 or S1..S6 (repeatable or comma-separated; "
+                        "default: all)")
     p.add_argument("--mutation", action="append", default=[],
                    help="seeded mutation to check (default: all, unless --policy is given)")
     p.add_argument("--no-mutations", action="store_true")
@@ -103,7 +104,7 @@ def _table(runs, obligations) -> str:
 def main(argv) -> int:
     a = parser().parse_args(argv)
     policies = _names(a.policy, list(POLICIES), "policy") or list(POLICIES)
-    obligations = _names(a.obligation, list(OBLIGATIONS), "obligation") or list(OBLIGATIONS)
+    obligations = _names(a.obligation, list(CHECKED), "obligation") or list(CHECKED)
     if a.no_mutations:
         mutations = []
     elif a.mutation:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
-from kvclaims.spec.state import Config, RequestConfig
+from kvclaims.spec.state import Config, RequestConfig, default_cap, default_headroom
 
 from .configio import config_to_dict, load_config, parse_claim_option, policies, validate
 
@@ -42,9 +42,11 @@ def config_from_args(a) -> Config:
         return load_config(a.config)
     if a.usable is None:
         raise UsageError("no configuration: give --config FILE or --usable N")
-    cfg = Config(usable=a.usable, cap=a.cap if a.cap is not None else a.usable,
+    headroom = default_headroom(a.usable)
+    cfg = Config(usable=a.usable,
+                 cap=a.cap if a.cap is not None else default_cap(a.usable, headroom),
                  claims=tuple(parse_claim_option(c, i) for i, c in enumerate(a.claim)),
-                 requests=tuple(RequestConfig(need=n) for n in a.request))
+                 requests=tuple(RequestConfig(need=n) for n in a.request), headroom=headroom)
     validate(cfg)
     return cfg
 

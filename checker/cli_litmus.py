@@ -10,10 +10,10 @@ from typing import Any, Dict, List
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
 from kvclaims.spec.actions import Step
 from kvclaims.spec.policy import POLICIES
-from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
+from kvclaims.spec.state import ClaimConfig, Config, RequestConfig, default_cap, default_headroom
 from kvclaims.spec.vocab import Mode
 
-from .configio import resolve_policy, validate
+from .configio import MODES, resolve_policy, validate
 from .litmus import (LITMUS_DIR, TARGETS, load_scenario, load_suite, make_target, observe,
                      run_suite, spec_broken)
 
@@ -64,11 +64,14 @@ def litmus(argv) -> int:
 # --- sweep -----------------------------------------------------------------------------------
 
 SWEEP_STEPS = [Step("materialize", (0,)), Step("submit", (0,)), Step("accept", (0,)),
-               Step("admit", (0,)), Step("defer", (0,)), Step("demote", (0, 0)),
-               Step("admit", (0,)), Step("refuse", (0,))]
+               Step("reject", (0,)), Step("admit", (0,)), Step("defer", (0,)),
+               Step("demote", (0, 0)), Step("admit", (0,)), Step("refuse", (0,))]
 
 
 def _outcome(obs: Dict[str, Any], taken: List[str]) -> str:
+    if obs["claim_status"] == "REJECTED":
+        # acceptance control kept the headroom: the claim was never taken on
+        return "claim_rejected_" + ("serve" if obs["served"] else obs["request_status"])
     if obs["served"]:
         if "demote" in taken:
             return "demote_then_serve"
@@ -79,13 +82,22 @@ def _outcome(obs: Dict[str, Any], taken: List[str]) -> str:
 
 
 def sweep_rows(resident: int, active: int, sizes: List[int], policies: List[str],
-               target: str = "spec") -> List[Dict[str, Any]]:
+               target: str = "spec", mode: Mode = Mode.HARD_PROTECTED, headroom=None,
+               notes: List[str] = None) -> List[Dict[str, Any]]:
+    """One row per (size, policy).  A size that cannot hold the claim's object at all is
+    skipped with a note (in `notes`) instead of aborting the sweep."""
     rows = []
     for usable in sizes:
-        cfg = Config(usable=usable, cap=min(resident, usable),
+        if resident > usable:
+            if notes is not None:
+                notes.append(f"usable {usable}: skipped, the {resident}-block claim does not "
+                             f"fit in the pool")
+            continue
+        room = default_headroom(usable) if headroom is None else headroom
+        cfg = Config(usable=usable, cap=default_cap(usable, room),
                      claims=(ClaimConfig(footprint=resident, pred_start=0, pred_len=resident,
-                                         mode=int(Mode.HARD_PROTECTED), owner=0, identity=0),),
-                     requests=(RequestConfig(need=active),))
+                                         mode=int(mode), owner=0, identity=0),),
+                     requests=(RequestConfig(need=active),), headroom=room)
         validate(cfg)
         for pname in policies:
             pol = resolve_policy(pname)
@@ -109,7 +121,7 @@ def sweep_rows(resident: int, active: int, sizes: List[int], policies: List[str]
     return rows
 
 
-def _plot(rows, policies, path: str) -> None:
+def _plot(rows, policies, path: str, title: str) -> None:
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -118,14 +130,20 @@ def _plot(rows, policies, path: str) -> None:
         raise UsageError("--plot needs matplotlib: pip install 'kvclaims[plot]'")
     outcomes = sorted({r["outcome"] for r in rows})
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
+    # policies that lose the same blocks draw the same line: offset each a little and give it
+    # its own marker and dash, so hard_demote's line cannot hide native's
+    markers, dashes = "osD^vP*X", ["-", "--", "-.", ":"]
     for k, pname in enumerate(policies):
         rs = [r for r in rows if r["policy"] == pname]
         xs = [r["usable"] for r in rs]
-        ax1.plot(xs, [r["resident_blocks_lost"] for r in rs], marker="o", ms=3, label=pname)
+        off = (k - len(policies) / 2) * 0.4
+        ax1.plot(xs, [r["resident_blocks_lost"] + off for r in rs],
+                 marker=markers[k % len(markers)], ls=dashes[k % len(dashes)], ms=4,
+                 label=pname)
         ax2.scatter(xs, [outcomes.index(r["outcome"]) + (k - len(policies) / 2) * 0.06
-                         for r in rs], s=12, label=pname)
-    ax1.set_ylabel("resident blocks lost")
-    ax1.set_title("60-block resident claim vs 70-block active request")
+                         for r in rs], s=14, marker=markers[k % len(markers)], label=pname)
+    ax1.set_ylabel("resident blocks lost (policies offset)")
+    ax1.set_title(title)
     ax1.legend(fontsize=7, ncol=2)
     ax2.set_yticks(range(len(outcomes)), outcomes)
     ax2.set_xlabel("usable pool blocks")
@@ -143,6 +161,12 @@ def sweep(argv) -> int:
     p.add_argument("--from", dest="lo", type=int, default=60, help="smallest usable pool")
     p.add_argument("--to", dest="hi", type=int, default=140, help="largest usable pool")
     p.add_argument("--step", type=int, default=10)
+    p.add_argument("--sizes", help="explicit comma-separated usable pool sizes (instead of "
+                                   "--from/--to/--step)")
+    p.add_argument("--headroom", type=int,
+                   help="active headroom (default a quarter of each pool; cap = usable - "
+                        "headroom)")
+    p.add_argument("--mode", default="hard_protected", help="protection mode of the claim")
     p.add_argument("--policy", action="append", default=[])
     p.add_argument("--target", default="spec", help=f"one of {', '.join(TARGETS)}")
     p.add_argument("--json", nargs="?", const="out/sweep.json", metavar="FILE")
@@ -152,6 +176,19 @@ def sweep(argv) -> int:
         raise UsageError("--resident and --active must be positive block counts")
     if a.step < 1 or a.lo > a.hi:
         raise UsageError("need --from <= --to and --step >= 1")
+    if a.sizes is not None:
+        try:
+            sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
+        except ValueError:
+            raise UsageError(f"--sizes {a.sizes!r}: expected comma-separated integers")
+        if not sizes or min(sizes) < 1:
+            raise UsageError("--sizes needs at least one positive pool size")
+    else:
+        sizes = list(range(a.lo, a.hi + 1, a.step))
+    if a.headroom is not None and a.headroom < 0:
+        raise UsageError("--headroom must be >= 0")
+    if a.mode.lower() not in MODES:
+        raise UsageError(f"unknown protection mode {a.mode!r} (choose from {', '.join(MODES)})")
     if a.target not in TARGETS:
         raise UsageError(f"unknown target '{a.target}' (choose from {', '.join(TARGETS)})")
     if a.plot and not a.plot.endswith(".png"):
@@ -159,15 +196,20 @@ def sweep(argv) -> int:
     pols = a.policy or list(POLICIES)
     for n in pols:
         resolve_policy(n)
-    rows = sweep_rows(a.resident, a.active, list(range(a.lo, a.hi + 1, a.step)), pols, a.target)
+    notes: List[str] = []
+    rows = sweep_rows(a.resident, a.active, sizes, pols, a.target, Mode(MODES[a.mode.lower()]),
+                      a.headroom, notes)
     print(f"{'usable':>6}  {'policy':<15}{'served':<8}{'preserved':<11}{'lost':>5}"
           f"{'harmed':>8}  outcome")
     for r in rows:
         print(f"{r['usable']:>6}  {r['policy']:<15}{str(r['active_served']):<8}"
               f"{str(r['resident_preserved']):<11}{r['resident_blocks_lost']:>5}"
               f"{r['claims_harmed']:>8}  {r['outcome']}")
+    for n in notes:
+        print(f"note: {n}")
     if a.json:
         _write_json(a.json, rows)
     if a.plot:
-        _plot(rows, pols, a.plot)
+        _plot(rows, pols, a.plot, f"{a.resident}-block {a.mode.lower()} claim vs "
+                                  f"{a.active}-block active request")
     return EXIT_OK

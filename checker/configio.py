@@ -13,7 +13,8 @@ from kvclaims.cli import UsageError
 from kvclaims.spec.algebra import CONCRETE
 from kvclaims.spec.obligations import config_errors
 from kvclaims.spec.policy import MUTATIONS, POLICIES, Policy
-from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
+from kvclaims.spec.state import (DEFAULT_RESPONSE_TICKS, ClaimConfig, Config, RequestConfig,
+                                 default_cap, default_headroom)
 from kvclaims.spec.vocab import Mode
 
 MODES = {m.name.lower(): int(m) for m in Mode}
@@ -106,16 +107,20 @@ def config_from_dict(d: Dict[str, Any]) -> Config:
     if not isinstance(d, dict):
         raise UsageError("configuration must be a table/object")
     usable = _int(d, "usable")
-    cfg = Config(usable=usable, cap=_int(d, "cap", usable),
+    headroom = _int(d, "headroom", default_headroom(usable))
+    cfg = Config(usable=usable, cap=_int(d, "cap", default_cap(usable, headroom)),
                  claims=tuple(claim_from_dict(c, i) for i, c in enumerate(d.get("claims", []))),
                  requests=tuple(request_from_dict(r, j)
-                                for j, r in enumerate(d.get("requests", []))))
+                                for j, r in enumerate(d.get("requests", []))),
+                 headroom=headroom,
+                 response_ticks=_int(d, "response_ticks", DEFAULT_RESPONSE_TICKS))
     validate(cfg)
     return cfg
 
 
 def config_to_dict(cfg: Config) -> Dict[str, Any]:
-    return {"usable": cfg.usable, "cap": cfg.cap,
+    return {"usable": cfg.usable, "cap": cfg.cap, "headroom": cfg.headroom,
+            "response_ticks": cfg.response_ticks,
             "claims": [{"footprint": c.footprint, "pred_start": c.pred_start,
                         "pred_len": c.pred_len, "mode": Mode(c.mode).name.lower(),
                         "owner": c.owner, "identity": c.identity, "duration": c.duration}

@@ -172,10 +172,13 @@ class Canon:
             reqs = []
             for span, (pre, named, blocking) in zip(self.req_span, self.req_vec):
                 blk = [t[k] for k in span]
-                reqs.append(tuple(blk[k] for k in pre[:-1])
+                # scalar fields before the per-claim vectors and after them, in layout order
+                head = [k for k in pre if not named or k < named[0]]
+                tail = [k for k in pre if named and k > named[0]]
+                reqs.append(tuple(blk[k] for k in head)
                             + tuple(blk[named[perm[i]]] for i in range(len(perm)))
                             + tuple(blk[blocking[perm[i]]] for i in range(len(perm)))
-                            + (blk[pre[-1]],))
+                            + tuple(blk[k] for k in tail))
             rperm = [0] * len(reqs)
             for g in self.req_groups:
                 for pos, old in zip(g, sorted(g, key=lambda j: reqs[j])):

@@ -17,12 +17,12 @@ from typing import Dict, List, Optional
 import z3
 
 from kvclaims.spec.algebra import SYMBOLIC as Z
-from kvclaims.spec.obligations import OBLIGATIONS, STRENGTHENING, well_formed
+from kvclaims.spec.obligations import CHECKED, well_formed
 from kvclaims.spec.policy import Policy
 
 from .symbolic import instances, sym_config, sym_initial, sym_state, transition
 
-CANDIDATES = {**STRENGTHENING, **OBLIGATIONS}
+CANDIDATES = CHECKED
 
 
 @dataclass

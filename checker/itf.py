@@ -79,7 +79,7 @@ def _enc_record(x, enum) -> Dict[str, Any]:
     rec: Dict[str, Any] = {}
     for f in fields(x):
         v = getattr(x, f.name)
-        if f.name in ("status", "obs_status"):
+        if f.name in ("status", "last_event"):
             rec[f.name] = enum(v).name
         elif f.name in ("named", "blocking"):
             rec[f.name] = {"#set": [i for i, b in enumerate(v) if b]}
@@ -98,7 +98,8 @@ def state_to_itf(s: State) -> Dict[str, Any]:
     return out
 
 
-_BOOLS = ("victim_protected", "harm_unclaimed", "nonowner_change", "admit")
+_BOOLS = ("victim_protected", "harm_unclaimed", "nonowner_change", "admit", "spurious",
+          "misreported")
 
 
 def _record(cls, enum, rec, K: int, w: str):
@@ -110,7 +111,7 @@ def _record(cls, enum, rec, K: int, w: str):
         if f.name not in rec:
             raise ItfError(f"{w}: missing field {f.name}")
         v, fw = rec[f.name], f"{w}.{f.name}"
-        if f.name in ("status", "obs_status"):
+        if f.name in ("status", "last_event"):
             kw[f.name] = dec_enum(enum, v, fw)
         elif f.name in ("named", "blocking"):
             ids = {dec_int(x, fw) for x in dec_set(v, fw)}

@@ -156,7 +156,10 @@ def observe(cfg: Config, pol: Policy, view: Dict[str, Any], events: List[Dict[st
     cc = cfg.claims[0] if cfg.K else None
     victims = [e for e in events if e["type"] == "victim" and _id(e.get("object_id")) is not None]
     vblocks = lambda es: sum(int(e.get("blocks", 1)) for e in es)
-    ends = [n for n, e in enumerate(events) if e["type"] in ("claim_demoted", "claim_expired")
+    # any named end of responsibility comes before a loss that is not harm: the owner's
+    # release as much as a demotion or an expiry (CONTRACT.md section 4)
+    ends = [n for n, e in enumerate(events)
+            if e["type"] in ("claim_demoted", "claim_expired", "claim_released")
             and _id(e.get("claim_id")) == 0]
     losses = [n for n, e in enumerate(events) if e["type"] == "victim"
               and _id(e.get("object_id")) == 0]

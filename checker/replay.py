@@ -5,7 +5,7 @@ from typing import List, Optional
 
 from kvclaims.spec.actions import Step, complete_choices, enabled, successor
 from kvclaims.spec.algebra import CONCRETE as C
-from kvclaims.spec.obligations import OBLIGATIONS
+from kvclaims.spec.obligations import CHECKED as OBLIGATIONS
 from kvclaims.spec.policy import Policy
 from kvclaims.spec.state import Config, State, initial_state
 

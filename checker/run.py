@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from kvclaims.spec.obligations import OBLIGATIONS
+from kvclaims.spec.obligations import CHECKED
 from kvclaims.spec.policy import MUTATIONS, Policy, policy_by_name
 
 from .bmc import Trace, bmc, reach
@@ -52,7 +52,7 @@ class Settings:
     R: int = 3
     depth: int = 8
     timeout_s: float = 60.0
-    obligations: List[str] = field(default_factory=lambda: list(OBLIGATIONS))
+    obligations: List[str] = field(default_factory=lambda: list(CHECKED))
 
 
 def check_policy(pol: Policy, st: Settings) -> PolicyRun:
@@ -67,7 +67,7 @@ def check_policy(pol: Policy, st: Settings) -> PolicyRun:
     for o in st.obligations:
         if o in ind.proved:
             out.append(Verdict(pol.name, o, "proved", True, spent.get(o, 0.0),
-                               note=f"inductive with S1-S6 for any sizes, {st.K} claims, "
+                               note=f"inductive with the proved set for any sizes, {st.K} claims, "
                                     f"{st.R} requests"))
         elif o in b.found:
             tr = b.found[o]

@@ -23,7 +23,8 @@ def sym_config(K: int, R: int, tag: str = "cfg") -> Config:
                                  duration=I(f"c{i}.duration"))
                      for i in range(K)),
         requests=tuple(RequestConfig(need=I(f"r{j}.need"), identity=I(f"r{j}.identity"))
-                       for j in range(R)))
+                       for j in range(R)),
+        headroom=I("headroom"), response_ticks=I("response_ticks"))
 
 
 def sym_state(K: int, R: int, tag: str) -> State:
@@ -38,7 +39,8 @@ def lift_config(cfg: Config) -> Config:
                                              ("footprint", "pred_start", "pred_len", "mode",
                                               "owner", "identity", "duration")))
                                for cc in cfg.claims),
-                  requests=tuple(RequestConfig(iv(r.need), iv(r.identity)) for r in cfg.requests))
+                  requests=tuple(RequestConfig(iv(r.need), iv(r.identity)) for r in cfg.requests),
+                  headroom=iv(cfg.headroom), response_ticks=iv(cfg.response_ticks))
 
 
 def states_equal(a: State, b: State):

@@ -16,7 +16,7 @@ from kvclaims.checker.configio import resolve_policy
 from kvclaims.checker.itf import read_itf
 from kvclaims.spec.actions import complete_choices, enabled, successor
 from kvclaims.spec.algebra import CONCRETE
-from kvclaims.spec.obligations import OBLIGATIONS
+from kvclaims.spec.obligations import CHECKED as OBLIGATIONS
 from kvclaims.spec.state import initial_state
 
 TRACE = Path(__file__).with_name("trace.itf.json")

@@ -1,7 +1,8 @@
 """`kvclaims observe FILE.jsonl [--json]`: reconstruct a run from its telemetry alone (O6).
 
-Exit 0: the trace is whole and shows no breach; 12: findings (printed); 2: the file is not a
-telemetry trace (the message names the line)."""
+Exit 0: the trace is whole (ends with run_closed) and shows no breach; 12: findings (printed)
+or an incomplete trace (no run_closed: cut at the tail); 2: the file is not a telemetry trace
+(the message names the line)."""
 from __future__ import annotations
 
 import argparse
@@ -41,4 +42,6 @@ def observe(argv) -> int:
             print(f"  request {rid} => {r.status}")
         for f in rec.findings:
             print(f"  FINDING {f.kind} @{f.seq}: {f.message}")
-    return EXIT_UNEXPECTED if rec.findings else EXIT_OK
+        print(f"verdict: {rec.verdict}" + ("" if rec.closed else
+                                           " (no run_closed event: the trace may be cut)"))
+    return EXIT_OK if rec.verdict == "whole" else EXIT_UNEXPECTED

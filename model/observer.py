@@ -11,6 +11,10 @@ request's and claim's final outcome; and findings where the trace shows a breach
   misattribution      O8: a conflict named claims other than those holding protected
                       resident blocks (judged from the trace's own residency record)
   live_underreported  O2: a conflict reported fewer live blocks than the request then took
+  after_close         an event after the run-closing event (run_closed)
+
+A trace that does not end with run_closed is *incomplete*: cut at the tail, it may hide the
+events that would have been findings, so its verdict is "incomplete", never "whole".
 
 It never trusts the runtime's state, and it works on any trace in the telemetry schema."""
 from __future__ import annotations
@@ -92,6 +96,15 @@ class Reconstruction:
     requests: Dict[str, RequestStory] = field(default_factory=dict)
     conflicts: List[ConflictRecord] = field(default_factory=list)
     findings: List[Finding] = field(default_factory=list)
+    closed: bool = False             # the run-closing event was seen
+
+    @property
+    def verdict(self) -> str:
+        """whole: closed and no finding; breach: findings; incomplete: no run_closed (an
+        incomplete trace with findings is still a breach: what it shows happened)."""
+        if self.findings:
+            return "breach"
+        return "whole" if self.closed else "incomplete"
 
     def outcomes(self) -> Dict[str, str]:
         out = {f"claim:{k}": c.status for k, c in self.claims.items()}
@@ -99,7 +112,8 @@ class Reconstruction:
         return out
 
     def to_json(self) -> Dict[str, Any]:
-        return {"run_id": self.run_id, "events": self.events,
+        return {"run_id": self.run_id, "events": self.events, "verdict": self.verdict,
+                "closed": self.closed,
                 "claims": {k: {"status": c.status, "object_id": c.object_id,
                                "history": [t for _, t in c.history],
                                "harm_cause": c.harm_cause} for k, c in self.claims.items()},
@@ -299,6 +313,12 @@ class _Observer:
     def feed(self, ev) -> None:
         self.rec.events += 1
         self.order(ev)
+        if self.rec.closed:
+            self.find("after_close", ev.get("seq"), f"{ev.get('type')} after run_closed")
+        if ev.get("type") == "run_closed":
+            self.settle()
+            self.rec.closed = True
+            return
         self.clock = ev.get("clock", self.clock)
         t = ev.get("type")
         if t == "victim":

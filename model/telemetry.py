@@ -35,6 +35,7 @@ class Telemetry:
         # line-buffered: a server killed at shutdown loses no whole event
         self._own = open(path, "a", encoding="utf-8", buffering=1) if path else None
         self._stream = self._own or stream
+        self.closed = False
 
     def emit(self, type_: str, **fields: Any) -> Dict[str, Any]:
         if type_ not in EVENT_TYPES:
@@ -52,6 +53,14 @@ class Telemetry:
     def flush(self) -> None:
         if self._stream is not None:
             self._stream.flush()
+
+    def close_run(self, **fields: Any) -> Optional[Dict[str, Any]]:
+        """Emit the run-closing event (once): an observer reports a trace without it as
+        incomplete, so a trace cut at the tail can never pass as a whole run."""
+        if self.closed:
+            return None
+        self.closed = True
+        return self.emit("run_closed", **fields)
 
     def close(self) -> None:
         if self._own is not None:

@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Tuple
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
 from kvclaims.spec.actions import Step
 from kvclaims.spec.policy import policy_by_name
-from kvclaims.spec.state import ClaimConfig, Config, RequestConfig
+from kvclaims.spec.state import DEFAULT_RESPONSE_TICKS, ClaimConfig, Config, RequestConfig
 
 from .check import check_refinement
 from kvclaims.checker.litmus import make_target
@@ -30,7 +30,9 @@ class _Parser(argparse.ArgumentParser):
 def config_from_json(d: Dict[str, Any]) -> Config:
     return Config(usable=d["usable"], cap=d["cap"],
                   claims=tuple(ClaimConfig(**c) for c in d["claims"]),
-                  requests=tuple(RequestConfig(**r) for r in d["requests"]))
+                  requests=tuple(RequestConfig(**r) for r in d["requests"]),
+                  headroom=d.get("headroom", 0),
+                  response_ticks=d.get("response_ticks", DEFAULT_RESPONSE_TICKS))
 
 
 def trace_files(paths: List[str]) -> List[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, List, Tuple
 
+from . import truth
 from .events import EventLog
 from .policy import Naming, Policy
 from .state import (Config, State, ClaimState, RequestState, active_live, overdue,
@@ -52,18 +53,26 @@ def _none(cfg, pol):
     return []
 
 
-def _set_claim_status(ops, ev: EventLog, c: ClaimState, cond, new, type_, **fields):
-    """Change a claim's status and emit the event that announces it: the observer's view
-    moves with the event, never without it."""
-    seq = ev.emit(cond, type_, **fields)
-    return replace(c, status=ops.If(cond, int(new), c.status),
-                   obs_status=ops.If(cond, int(new), c.obs_status)), seq
+def _set_claim_status(ops, ev: EventLog, c: ClaimState, cond, new, type_, announce=True,
+                      **fields):
+    """Change a claim's status and emit the event that announces it.  The observer's record
+    (last_event) is written by the event log alone, so a status change without its event
+    (announce false: a seeded fault) leaves the two apart and O6 sees it."""
+    seq = ev.emit(ops.And(cond, announce), type_, **fields)
+    return replace(c, status=ops.If(cond, int(new), c.status)), seq
 
 
 def _set_request_status(ops, ev: EventLog, r: RequestState, cond, new, type_, **fields):
     ev.emit(cond, type_, **fields)
-    return replace(r, status=ops.If(cond, int(new), r.status),
-                   obs_status=ops.If(cond, int(new), r.obs_status))
+    return replace(r, status=ops.If(cond, int(new), r.status))
+
+
+def predicate_now(ops, pol: Policy, cc, c: ClaimState):
+    """The materialization predicate as the runtime evaluates it (O5 judges it with
+    spec/truth.py's independent count); predicate_slack is a seeded fault."""
+    if pol.predicate_slack:
+        return ops.And(c.lo <= cc.pred_start, c.hi >= cc.pred_start + cc.pred_len - 1)
+    return predicate_holds(ops, cc, c)
 
 
 # --- the boundary: conflict, feasibility, blocking claims ------------------------------------
@@ -84,6 +93,20 @@ def unprotected_supply(ops, cfg, s):
 def in_conflict(ops, cfg, s, j):
     """Request j does not fit beside the protected claims right now."""
     return cfg.requests[j].need > unprotected_supply(ops, cfg, s)
+
+
+def does_not_fit(ops, cfg, pol: Policy, s, j):
+    """Request j cannot be allocated now.  A runtime that arbitrates counts only unprotected
+    blocks; stock vLLM (arbitrates false) would evict any cached block, so for it a request
+    waits only when the whole pool less the running requests is too small."""
+    if pol.arbitrates:
+        return in_conflict(ops, cfg, s, j)
+    return cfg.requests[j].need > cfg.usable - active_live(ops, s)
+
+
+def answerable(ops, cfg, s, j):
+    """The runtime can answer request j now: serve it (it fits) or refuse it (infeasible)."""
+    return ops.Or(ops.Not(in_conflict(ops, cfg, s, j)), infeasible(ops, cfg, s, j))
 
 
 def infeasible(ops, cfg, s, j):
@@ -156,9 +179,13 @@ def apply_victims(ops, cfg, pol: Policy, s: State, take_cached, take, head, ev: 
             # judged by count: blames only a drop below pred_len blocks, wherever they were
             judged = resident(c) >= cc.pred_len
         else:
-            judged = predicate_holds(ops, cc, c)
-        harm = ops.And(pol.emits_harm, c.status == int(CS.MATERIALIZED),
-                       ops.Not(announce[i]), ops.Not(judged))
+            judged = predicate_now(ops, pol, cc, c)
+        harmable = c.status == int(CS.MATERIALIZED)
+        if pol.harm_unaccepted:
+            harmable = ops.Or(harmable, ops.And(
+                ops.In(c.status, (CS.SUBMITTED, CS.REJECTED)),
+                predicate_now(ops, pol, cc, before[i])))
+        harm = ops.And(pol.emits_harm, harmable, ops.Not(announce[i]), ops.Not(judged))
         c, seq = _set_claim_status(ops, ev, c, harm, CS.HARMED, "claim_harmed", claim_id=i,
                                    cause=cause)
         c = replace(c, end_seq=ops.If(harm, seq, c.end_seq),
@@ -171,7 +198,6 @@ def apply_victims(ops, cfg, pol: Policy, s: State, take_cached, take, head, ev: 
         seq = ev.emit(ops.And(announce[i], ops.Not(was_overdue)), "claim_demoted", claim_id=i,
                       late=True)
         c = replace(c, status=ops.If(announce[i], late_to, c.status),
-                    obs_status=ops.If(announce[i], late_to, c.obs_status),
                     end_seq=ops.If(announce[i], seq, c.end_seq))
         claims[i] = c
     return replace(s, cached=s.cached - take_cached, claims=tuple(claims))
@@ -215,9 +241,10 @@ def accept_allowed(ops, cfg, pol, s, i):
     (fail closed); a pinning runtime may accept any other mode.  A preference-only runtime
     that accepts a hard claim breaks O7: that is its bug, not a guard here."""
     cc = cfg.claims[i]
+    within_cap = True if pol.ignore_cap else \
+        reserved_footprint(ops, cfg, s) + cc.footprint <= cfg.cap
     return ops.And(ops.Not(ops.In(cc.mode, UNMODELLED_MODES)),
-                   ops.Implies(ops.In(cc.mode, PROTECTED_MODES),
-                               reserved_footprint(ops, cfg, s) + cc.footprint <= cfg.cap))
+                   ops.Implies(ops.In(cc.mode, PROTECTED_MODES), within_cap))
 
 
 def g_accept(ops, cfg, pol, s, idx, ch):
@@ -232,7 +259,7 @@ def e_accept(ops, cfg, pol, s, idx, ch, ev):
                                claim_id=i, protection_mode=cc.mode)
     c = replace(c, acc_seq=acc, acc_clock=s.clock)
     # Accepting a claim whose object is already resident materializes it at once.
-    now = predicate_holds(ops, cc, c)
+    now = predicate_now(ops, pol, cc, c)
     c, mat = _set_claim_status(ops, ev, c, now, CS.MATERIALIZED, "claim_materialized",
                                claim_id=i)
     c = replace(c, mat_seq=ops.If(now, mat, c.mat_seq))
@@ -251,7 +278,8 @@ def e_materialize(ops, cfg, pol, s, idx, ch, ev):
     cc = cfg.claims[i]
     ev.emit(True, "object_stored", object_id=i, blocks=cc.footprint)
     c = replace(s.claims[i], lo=0, hi=cc.footprint)
-    now = ops.And(c.status == int(CS.ACCEPTED), predicate_holds(ops, cc, c))
+    decided = (CS.SUBMITTED, CS.ACCEPTED) if pol.materialize_unaccepted else (CS.ACCEPTED,)
+    now = ops.And(ops.In(c.status, decided), predicate_now(ops, pol, cc, c))
     c, mat = _set_claim_status(ops, ev, c, now, CS.MATERIALIZED, "claim_materialized",
                                claim_id=i)
     c = replace(c, mat_seq=ops.If(now, mat, c.mat_seq))
@@ -276,10 +304,13 @@ def e_release(ops, cfg, pol, s, idx, ch, ev):
 
 
 def g_demote(ops, cfg, pol, s, idx, ch):
-    """Relax a claim that stands in request j's way, so j can be served (hard_demote)."""
+    """Relax a claim that stands in request j's way, so j can be served (hard_demote).  Only a
+    demotable claim may be relaxed: a hard_protected claim ends only by its owner's release
+    (or, expiring, by its expiry), so behind one the request is deferred or refused."""
     j, i = idx
     c = s.claims[i]
-    return ops.And(pol.demote_on_conflict,
+    mode_ok = True if pol.demote_any_mode else cfg.claims[i].mode == int(Mode.DEMOTABLE)
+    return ops.And(pol.demote_on_conflict, mode_ok,
                    protected_now(ops, s.clock, cfg.claims[i], c), resident(c) > 0,
                    ops.In(s.requests[j].status, (RS.NONE, RS.DEFERRED)),
                    in_conflict(ops, cfg, s, j))
@@ -288,17 +319,30 @@ def g_demote(ops, cfg, pol, s, idx, ch):
 def e_demote(ops, cfg, pol, s, idx, ch, ev):
     j, i = idx
     c, seq = _set_claim_status(ops, ev, s.claims[i], True, CS.DEMOTED, "claim_demoted",
-                               claim_id=i, request_id=j)
+                               announce=not pol.silent_demote, claim_id=i, request_id=j)
     return replace_claim(s, i, replace(c, end_seq=seq))
 
 
 def g_tick(ops, cfg, pol, s, idx, ch):
-    return True
+    """Time passes, except past a deferred request the runtime could answer and has left
+    waiting response_ticks ticks already: a runtime with bounded response answers it first
+    (serve or refuse are then enabled; waiting for running requests is not its to bound)."""
+    if not pol.bounded_response:
+        return True
+    return ops.And(*(ops.Not(ops.And(r.status == int(RS.DEFERRED), answerable(ops, cfg, s, j),
+                                     r.waited >= cfg.response_ticks))
+                     for j, r in enumerate(s.requests)))
 
 
 def e_tick(ops, cfg, pol, s, idx, ch, ev):
     """Advance the logical clock; a conformant runtime expires overdue claims with an event
-    in the same step, so no moment exists in which an overdue claim is still on record."""
+    in the same step, so no moment exists in which an overdue claim is still on record.
+    Ghost: each deferred request the runtime could have answered (judged by spec/truth.py)
+    has waited one tick more."""
+    reqs = tuple(replace(r, waited=r.waited + ops.If(
+        ops.And(r.status == int(RS.DEFERRED), truth.answerable(ops, cfg, s, j)), 1, 0))
+        for j, r in enumerate(s.requests))
+    s = replace(s, requests=reqs)
     clock = s.clock + 1
     claims = []
     for i, (cc, c) in enumerate(zip(cfg.claims, s.claims)):
@@ -357,8 +401,9 @@ def e_finish(ops, cfg, pol, s, idx, ch, ev):
     j = idx[0]
     r = s.requests[j]
     r2 = _set_request_status(ops, ev, r, True, RS.FINISHED, "request_finished", request_id=j)
+    freed = 0 if pol.leak_on_finish else r.live
     s2 = replace(s, cached=s.cached + ops.If(r.admit, r.live, 0),
-                 empty=s.empty + ops.If(r.admit, 0, r.live))
+                 empty=s.empty + ops.If(r.admit, 0, freed))
     return replace_request(s2, j, replace(r2, live=0))
 
 
@@ -378,43 +423,64 @@ def _naming_choices(cfg, pol):
 
 
 def _record_conflict(ops, cfg, pol, s, j, ch, ev, action):
-    """The conflict event of a deferral or refusal (CONTRACT.md section 7)."""
-    truth = blocking_claims(ops, cfg, s)
-    named = _naming(ops, pol, truth, ch, cfg.K)
+    """The conflict event of a deferral or refusal (CONTRACT.md section 7), and the ghost
+    record of what was true then (spec/truth.py): the blocking claims (O8) and whether the
+    event's protected blocks, shortfall and feasibility verdict were right (O16).  A runtime
+    that does not arbitrate emits no conflict event: its request just waits."""
+    r = s.requests[j]
+    if not pol.arbitrates:
+        return r
+    named = _naming(ops, pol, blocking_claims(ops, cfg, s), ch, cfg.K)
     prot = protected_resident(ops, cfg, s)
     need = cfg.requests[j].need
+    if pol.misreport_conflict:
+        bad = in_conflict(ops, cfg, s, j)
+        short = need - s.empty
+    else:
+        bad = infeasible(ops, cfg, s, j)
+        over = prot + need - cfg.usable
+        short = ops.If(over > 0, over, 0)
     ev.emit(True, "conflict", request_id=j, blocking_claim_ids=named,
             protected_resident_blocks=prot, active_live_blocks_required=need,
             resident_plus_active_blocks=prot + active_live(ops, s) + need,
-            capacity_shortfall_blocks=prot + active_live(ops, s) + need - cfg.usable,
+            capacity_shortfall_blocks=short,
             free_blocks_before_allocate=s.empty, usable_blocks=cfg.usable,
-            feasibility=ops.If(infeasible(ops, cfg, s, j), int(Feasibility.INFEASIBLE),
-                               int(Feasibility.WAIT)),
+            feasibility=ops.If(bad, int(Feasibility.INFEASIBLE), int(Feasibility.WAIT)),
             arbiter_action=action)
-    return replace(s.requests[j], reported_need=need, named=named, blocking=truth)
+    wrong = ops.Or(prot != truth.protected_blocks(ops, cfg, s),
+                   short != truth.shortfall(ops, cfg, s, j),
+                   bad != truth.infeasible(ops, cfg, s, j))
+    return replace(r, reported_need=need, named=named, blocking=truth.blocking(ops, cfg, s),
+                   misreported=ops.Or(r.misreported, wrong))
 
 
 def g_defer(ops, cfg, pol, s, idx, ch):
     j = idx[0]
-    return ops.And(s.requests[j].status == int(RS.NONE), in_conflict(ops, cfg, s, j))
+    fits_ok = True if pol.defer_when_fits else does_not_fit(ops, cfg, pol, s, j)
+    return ops.And(s.requests[j].status == int(RS.NONE), fits_ok)
 
 
 def e_defer(ops, cfg, pol, s, idx, ch, ev):
+    """Defer request j; ghost: it was spurious if j fitted beside the protected claims."""
     j = idx[0]
     r = _record_conflict(ops, cfg, pol, s, j, ch, ev, "defer")
+    r = replace(r, spurious=ops.Or(r.spurious, ops.Not(truth.conflict(ops, cfg, s, j))))
     r = _set_request_status(ops, ev, r, True, RS.DEFERRED, "request_deferred", request_id=j)
     return replace_request(s, j, r)
 
 
 def g_refuse(ops, cfg, pol, s, idx, ch):
     j = idx[0]
-    return ops.And(s.requests[j].status == int(RS.DEFERRED), in_conflict(ops, cfg, s, j),
-                   infeasible(ops, cfg, s, j))
+    hopeless = True if pol.refuse_when_waiting else infeasible(ops, cfg, s, j)
+    return ops.And(pol.arbitrates, s.requests[j].status == int(RS.DEFERRED),
+                   in_conflict(ops, cfg, s, j), hopeless)
 
 
 def e_refuse(ops, cfg, pol, s, idx, ch, ev):
+    """Refuse request j; ghost: it was spurious unless protected + need > usable."""
     j = idx[0]
     r = _record_conflict(ops, cfg, pol, s, j, ch, ev, "refuse")
+    r = replace(r, spurious=ops.Or(r.spurious, ops.Not(truth.infeasible(ops, cfg, s, j))))
     r = _set_request_status(ops, ev, r, True, RS.REFUSED, "request_refused", request_id=j)
     return replace_request(s, j, r)
 
@@ -524,6 +590,9 @@ def successor(ops, cfg, pol, s, step: Step, choices=None, record=False):
     """The effect of a step (guard not checked) and the event log it wrote."""
     kind = ACTIONS[step.action]
     ch = choices if choices is not None else complete_choices(cfg, pol, step)
-    ev = EventLog(ops, s.seq, record)
+    ev = EventLog(ops, s.seq, record, [c.last_event for c in s.claims],
+                  [r.last_event for r in s.requests])
     s2 = kind.effect(ops, cfg, pol, s, step.slots, ch, ev)
-    return replace(s2, seq=ev.seq), ev
+    claims = tuple(replace(c, last_event=x) for c, x in zip(s2.claims, ev.claim_last))
+    reqs = tuple(replace(r, last_event=x) for r, x in zip(s2.requests, ev.request_last))
+    return replace(s2, seq=ev.seq, claims=claims, requests=reqs), ev

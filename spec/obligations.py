@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Dict
 
+from . import truth
 from .policy import Policy
-from .state import (Config, State, predicate_holds, responsible, resident, overdue)
+from .state import (Config, State, responsible, resident, overdue)
 from .vocab import (ClaimStatus as CS, ENDED, ENDED_BY_RELEASE, Mode, PROTECTED_MODES,
                     Primitive, RequestStatus as RS, RESPONSIBLE)
 
@@ -33,7 +34,11 @@ def _all(ops, xs):
 # --- the obligations -------------------------------------------------------------------------
 
 def o1(ops, cfg, pol, s):
-    return _all(ops, (ops.Not(c.harm_unclaimed) for c in s.claims))
+    """No harm event for a claim that was not under responsibility when its object lost
+    blocks, and none in the history of a claim never accepted."""
+    return _all(ops, (ops.And(ops.Not(c.harm_unclaimed),
+                              ops.Implies(c.last_event == int(CS.HARMED), c.acc_seq > 0))
+                      for c in s.claims))
 
 
 def o2(ops, cfg, pol, s):
@@ -61,7 +66,7 @@ def o4(ops, cfg, pol, s):
 def o5(ops, cfg, pol, s):
     out = []
     for cc, c in zip(cfg.claims, s.claims):
-        p = predicate_holds(ops, cc, c)
+        p = truth.predicate_true(ops, cc, c)
         out.append(ops.Implies(c.status == int(CS.MATERIALIZED), p))
         out.append(ops.Implies(c.status == int(CS.ACCEPTED), ops.Not(p)))
     return _all(ops, out)
@@ -70,10 +75,11 @@ def o5(ops, cfg, pol, s):
 def o6(ops, cfg, pol, s):
     out = []
     for cc, c in zip(cfg.claims, s.claims):
-        out.append(c.obs_status == c.status)
-        out.append(ops.Implies(c.obs_status == int(CS.MATERIALIZED), predicate_holds(ops, cc, c)))
+        out.append(c.last_event == c.status)
+        out.append(ops.Implies(c.last_event == int(CS.MATERIALIZED),
+                               truth.predicate_true(ops, cc, c)))
     for r in s.requests:
-        out.append(r.obs_status == r.status)
+        out.append(r.last_event == r.status)
     return _all(ops, out)
 
 
@@ -112,6 +118,37 @@ def o10(ops, cfg, pol, s):
                    *(ops.Not(c.nonowner_change) for c in s.claims))
 
 
+def o11(ops, cfg, pol, s):
+    return truth.reserved(ops, cfg, s) <= cfg.cap
+
+
+def o12(ops, cfg, pol, s):
+    return _all(ops, (ops.Implies(rc.need <= cfg.headroom,
+                                  truth.protected_blocks(ops, cfg, s) + rc.need <= cfg.usable)
+                      for rc in cfg.requests))
+
+
+def o13(ops, cfg, pol, s):
+    out = []
+    for cc, c in zip(cfg.claims, s.claims):
+        out += [ops.Implies(c.status == int(CS.DEMOTED), cc.mode == int(Mode.DEMOTABLE)),
+                ops.Implies(c.status == int(CS.EXPIRED), cc.mode == int(Mode.EXPIRING)),
+                ops.Implies(cc.mode == int(Mode.HARD_PROTECTED), c.status != int(CS.HARMED))]
+    return _all(ops, out)
+
+
+def o14(ops, cfg, pol, s):
+    return _all(ops, (r.waited <= cfg.response_ticks for r in s.requests))
+
+
+def o15(ops, cfg, pol, s):
+    return _all(ops, (ops.Not(r.spurious) for r in s.requests))
+
+
+def o16(ops, cfg, pol, s):
+    return _all(ops, (ops.Not(r.misreported) for r in s.requests))
+
+
 OBLIGATIONS: Dict[str, Invariant] = {o.id: o for o in (
     Invariant("O1", "no claim, no harm",
               "Harm is only ever reported for a claim under runtime responsibility; ordinary "
@@ -143,6 +180,26 @@ OBLIGATIONS: Dict[str, Invariant] = {o.id: o for o in (
               "consistent with the status on record.", o9),
     Invariant("O10", "isolation",
               "Only a claim's owner releases it, and no reuse crosses cache identities.", o10),
+    # Issue 15: contract semantics the paper states in prose (sections 2, 4, 5) made checkable.
+    Invariant("O11", "protected cap",
+              "The footprint of the protecting claims on record never exceeds the acceptance "
+              "cap.", o11),
+    Invariant("O12", "active headroom",
+              "A request needing at most the configured headroom is never infeasible, "
+              "whatever claims were accepted (the cap leaves usable - cap >= headroom).", o12),
+    Invariant("O13", "mode honesty",
+              "Only demotable claims are demoted, only expiring ones expire; a hard_protected "
+              "claim ends only by its owner's release, never by demotion or harm.", o13),
+    Invariant("O14", "bounded response",
+              "A deferred request the runtime can answer (it fits, or it is infeasible) is "
+              "served or refused within response_ticks ticks.", o14),
+    Invariant("O15", "no spurious refusal",
+              "A request is deferred only in conflict (need > unprotected supply) and refused "
+              "only when infeasible (protected + need > usable).", o15),
+    Invariant("O16", "conflict content",
+              "A conflict event's protected blocks, shortfall (protected + need - usable when "
+              "positive) and feasibility verdict are the true ones; a claim past its duration "
+              "is neither counted as protected nor named as blocking.", o16),
 )}
 
 
@@ -233,10 +290,20 @@ STRENGTHENING: Dict[str, Invariant] = {o.id: o for o in (
 #      (protected claims are intact) rules that out, itself resting on S3 and S5, and O9's
 #      "end events are in the past" makes a later loss carry a larger sequence number.
 #   O9 alone fails on accept: a claim not yet accepted might carry stale sequence numbers (S3).
+#   O1's history half fails on admit without O9 (a materialized claim was accepted) and S3.
+#   O12 (headroom) rests on O11 (cap) and S2 (resident <= footprint).
+#   O13 needs O5: a materialized hard claim's predicate holds, so no allowed victim breaks it.
+#   O14 and O15 compare the guards' helpers with spec/truth.py's formulas, equal only under
+#      pool conservation (S1) and shape (S2).
 SUPPORT = {
+    "O1": ("S3", "O9"),
     "O3": ("S3", "S5"),
     "O4": ("S3", "S4", "S5", "O9"),
     "O9": ("S3",),
+    "O12": ("S2", "O11"),
+    "O13": ("O5",),
+    "O14": ("S1", "S2"),
+    "O15": ("S1", "S2"),
 }
 
 
@@ -246,7 +313,10 @@ def config_errors(ops, cfg: Config):
     """(condition, message) pairs; a configuration is well formed when all conditions hold."""
     out = [(cfg.usable >= 1, "usable pool must be at least 1 block"),
            (cfg.cap >= 0, "protected cap must be >= 0"),
-           (cfg.cap <= cfg.usable, "protected cap must not exceed the usable pool")]
+           (cfg.headroom >= 0, "active headroom must be >= 0"),
+           (cfg.cap <= cfg.usable - cfg.headroom,
+            "protected cap must leave the active headroom free (cap <= usable - headroom)"),
+           (cfg.response_ticks >= 0, "response_ticks must be >= 0")]
     for i, cc in enumerate(cfg.claims):
         out += [
             (cc.footprint >= 1, f"claim {i}: footprint_blocks must be > 0"),
@@ -274,3 +344,8 @@ def well_formed(ops, cfg: Config):
 def holds_all(ops, cfg, pol: Policy, s: State, ids=None):
     ids = ids or list(OBLIGATIONS)
     return {i: OBLIGATIONS[i].holds(ops, cfg, pol, s) for i in ids}
+
+
+# What `kvclaims check` reports and the manifest pins: the strengthening invariants too, so
+# that a change dropping one (it no longer holds, or no longer helps) shows in the table.
+CHECKED: Dict[str, Invariant] = {**STRENGTHENING, **OBLIGATIONS}

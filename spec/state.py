@@ -18,6 +18,20 @@ from typing import Any, Tuple
 from .vocab import ClaimStatus, Mode, RequestStatus, RESPONSIBLE, PROTECTED_MODES
 
 NO_DURATION = 0
+# Ticks a request may stay deferred while the runtime could answer it (bounded response, O14).
+DEFAULT_RESPONSE_TICKS = 1
+
+
+def default_headroom(usable: int) -> int:
+    """Blocks acceptance keeps free of protected claims for active work when the configuration
+    does not say: a quarter of the usable pool.  The paper's 60/70/80 example (cap 60 of 80)
+    sits exactly on this default; a deployment that knows its largest request states that."""
+    return usable // 4
+
+
+def default_cap(usable: int, headroom: int) -> int:
+    """The acceptance cap a configuration gets when it gives none: everything but the headroom."""
+    return usable - headroom
 
 
 @dataclass(frozen=True)
@@ -46,11 +60,17 @@ class RequestConfig:
 @dataclass(frozen=True)
 class Config:
     """Parameters fixed for a run: usable pool blocks, the cap on protected (claimed)
-    footprint that acceptance keeps so active work has headroom, claims and requests."""
+    footprint that acceptance keeps, claims and requests; `headroom`, the minimum active
+    headroom the cap must leave (cap <= usable - headroom), and `response_ticks`, how many
+    ticks a deferred request the runtime could answer may wait for its answer (O14).  The
+    defaults (0 and 1) keep positional construction of older configurations valid; user-facing
+    configurations get default_headroom() from checker/configio.py."""
     usable: Any
     cap: Any
     claims: Tuple[ClaimConfig, ...]
     requests: Tuple[RequestConfig, ...]
+    headroom: Any = 0
+    response_ticks: Any = DEFAULT_RESPONSE_TICKS
 
     @property
     def K(self) -> int:
@@ -72,7 +92,10 @@ class ClaimState:
       victim_protected           a protected block was chosen as an ordinary victim (O3)
       harm_unclaimed             harm was reported for a claim not under responsibility (O1)
       nonowner_change            someone other than the owner released the claim (O10)
-      obs_status                 the status an observer reconstructs from events alone (O6)
+      last_event                 the claim status its latest lifecycle event announced: the
+                                 claim's abstract event history, written only by the event log
+                                 (spec/events.py), so an observer's reconstruction (O6) is
+                                 computed from events alone, never from the status field
     """
     lo: Any
     hi: Any
@@ -85,21 +108,29 @@ class ClaimState:
     victim_protected: Any
     harm_unclaimed: Any
     nonowner_change: Any
-    obs_status: Any
+    last_event: Any
 
 
 @dataclass(frozen=True)
 class RequestState:
     """Active request j.  `reported_need` is active_live_blocks_required of its latest conflict
     event (-1: none); `named` are the blocking_claim_ids it carried, `blocking` the claims
-    that really held protected resident blocks at that moment (ghost, for O8)."""
+    that really held protected resident blocks at that moment (ghost, for O8, computed by
+    spec/truth.py).  Other ghosts: `last_event` the request status its latest event announced
+    (O6); `waited` ticks spent deferred while the runtime could have answered (O14);
+    `spurious` a deferral while it fitted or a refusal while it was feasible (O15);
+    `misreported` a conflict event whose protected blocks, shortfall or feasibility verdict
+    differed from the truth (O16)."""
     status: Any
     live: Any
     admit: Any
     reported_need: Any
     named: Tuple[Any, ...]
     blocking: Tuple[Any, ...]
-    obs_status: Any
+    last_event: Any
+    waited: Any
+    spurious: Any
+    misreported: Any
 
 
 @dataclass(frozen=True)
@@ -121,13 +152,14 @@ def initial_state(cfg: Config) -> State:
             ClaimState(lo=0, hi=0, status=int(ClaimStatus.NONE), acc_clock=0, acc_seq=0,
                        mat_seq=0, end_seq=0, loss_seq=0, victim_protected=False,
                        harm_unclaimed=False, nonowner_change=False,
-                       obs_status=int(ClaimStatus.NONE))
+                       last_event=int(ClaimStatus.NONE))
             for _ in cfg.claims),
         requests=tuple(
             RequestState(status=int(RequestStatus.NONE), live=0, admit=True, reported_need=-1,
                          named=tuple(False for _ in cfg.claims),
                          blocking=tuple(False for _ in cfg.claims),
-                         obs_status=int(RequestStatus.NONE))
+                         last_event=int(RequestStatus.NONE), waited=0, spurious=False,
+                         misreported=False)
             for _ in cfg.requests),
     )
 
@@ -217,7 +249,7 @@ def build_state(K: int, R: int, value_of) -> State:
     """Build a State whose every variable is `value_of(name, kind)`, kind 'int' or 'bool';
     the inverse of flat_fields (used to make symbolic states and to parse traces)."""
     bools = {"cross_identity_reuse", "victim_protected", "harm_unclaimed", "nonowner_change",
-             "admit", "named", "blocking"}
+             "admit", "named", "blocking", "spurious", "misreported"}
     kind = lambda n: "bool" if n in bools else "int"
     top = {f.name: value_of(f.name, kind(f.name)) for f in fields(State)
            if f.name not in ("claims", "requests")}

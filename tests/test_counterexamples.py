@@ -24,6 +24,20 @@ CAUGHT = [
     ("skip_expiry_check", "O3", 5),
     ("count_blocks", "O5", 4),
     ("skip_owner_check", "O10", 3),
+    # issue 15: one per new check, and the obligations no mutation reached before
+    ("accept_over_cap", "O11", 2),
+    ("demote_hard_claim", "O13", 4),
+    ("silent_demotion", "O6", 4),
+    ("predicate_k_minus_1", "O5", 2),
+    ("harm_unaccepted", "O1", 3),
+    ("materialize_unaccepted", "O9", 2),
+    ("preference_lowering", "O7", 2),
+    ("noadmit_as_bounding", "O2", 4),
+    ("defer_forever", "O14", 2),
+    ("refuse_when_waiting", "O15", 3),
+    ("defer_when_fits", "O15", 1),
+    ("misreport_conflict", "O16", 2),
+    ("leak_on_finish", "S1", 2),
 ]
 
 

@@ -50,11 +50,11 @@ def test_state_spaces_as_pinned():
 def test_pinned_counts_are_the_expected_numbers():
     p = load_pinned()
     assert p["one_claim"]["policies"]["hard_refuse"] == {
-        "no_symmetry": {"distinct_states": 1032, "depth": 15},
-        "symmetry": {"distinct_states": 208, "depth": 13}}
+        "no_symmetry": {"distinct_states": 1140, "depth": 15},
+        "symmetry": {"distinct_states": 244, "depth": 14}}
     assert p["pair"]["policies"]["hard_refuse"] == {
-        "no_symmetry": {"distinct_states": 58013, "depth": 20},
-        "symmetry": {"distinct_states": 4312, "depth": 19}}
+        "no_symmetry": {"distinct_states": 68121, "depth": 20},
+        "symmetry": {"distinct_states": 6006, "depth": 20}}
 
 
 def _z3_shortest(cfg, pol, depth):
@@ -108,5 +108,5 @@ def test_graph_statistics():
     from kvclaims.checker.explore import graph_stats
     r = explore(ONE, POLICIES["hard_refuse"], max_clock=2, graph=True)
     st = graph_stats(r.graph)
-    assert st["states"] == r.distinct == 208 and st["depth"] == r.depth == 13
+    assert st["states"] == r.distinct == 244 and st["depth"] == r.depth == 14
     assert st["dead_ends"] == 0

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kvclaims.spec.vocab import Mode
+
 from kvclaims.checker.cli_litmus import sweep_rows
 from kvclaims.checker.litmus import LITMUS_DIR, load_suite, run_suite
 from kvclaims.cli import main
@@ -59,7 +61,19 @@ def test_sweep_rows():
     assert rows[(80, "native")]["outcome"] == "evict_resident"
     assert rows[(80, "hard_refuse")]["outcome"] == "refused"
     assert rows[(80, "hard_refuse")]["resident_preserved"] is True
-    assert rows[(80, "hard_demote")]["outcome"] == "demote_then_serve"
+    # issue 15: a hard_protected claim is never demoted; hard_demote refuses behind it, and
+    # demotes only a demotable one
+    assert rows[(80, "hard_demote")]["outcome"] == "refused"
+    demotable = sweep_rows(60, 70, [80], ["hard_demote"], mode=Mode.DEMOTABLE)
+    assert demotable[0]["outcome"] == "demote_then_serve"
+    # a size that cannot hold the claim is skipped with a note; below the default headroom's
+    # cap the claim is rejected, not protected
+    notes = []
+    rows2 = sweep_rows(60, 70, [50, 70], ["native"], notes=notes)
+    assert [r["usable"] for r in rows2] == [70] and "usable 50: skipped" in notes[0]
+    assert rows2[0]["outcome"] == "claim_rejected_serve"
+    # native waits (no conflict event, no refusal) when the request cannot fit at all
+    assert sweep_rows(60, 70, [60], ["native"], headroom=0)[0]["outcome"] == "deferred"
     assert rows[(80, "write_no_admit")]["outcome"] == "serve_no_admit"
     assert rows[(80, "write_no_admit")]["claims_harmed"] == 1
     assert all(rows[(130, p)]["outcome"] == "serve_preserve" for p in
@@ -100,7 +114,8 @@ L1 = (LITMUS_DIR / "L1.toml").read_text()
     (["explore", "--usable", "4", "--policy", "nonesuch"], "unknown policy"),
     (["explore", "--replay", "BADITF"], "missing variable(s) seq"),
     (["explore", "--replay", "NOTJSON"], "not JSON"),
-    (["sweep", "--from", "50", "--json"], "more than the usable pool of 50"),
+    # issue 15: a size that cannot hold the claim is skipped with a note, not an error
+    (["sweep", "--sizes", "80,x", "--json"], "expected comma-separated integers"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     subs = {"SCEN_ACTION": _bad_scenario(tmp_path, "a.toml", L1.replace('"materialize"', '"teleport"')),

@@ -108,10 +108,33 @@ def test_reads_files_and_names_the_bad_line(tmp_path):
         read_jsonl(str(p))
 
 
+def closed(rt):
+    """The run's events ending with the run-closing event (the runtimes emit it themselves
+    once the lead's side of issue 15 lands; close_run() is idempotent)."""
+    last = rt.telemetry.events[-1]
+    rt.telemetry.close_run(policy=last["policy"], usable_blocks=last["usable_blocks"])
+    return rt.telemetry.events
+
+
+def test_trace_without_run_closed_is_incomplete(tmp_path, capsys):
+    evs = closed(l3())
+    assert reconstruct(evs).verdict == "whole"
+    cut = evs[:8]                       # the first 8 events: no finding, but not a whole run
+    assert reconstruct(cut).findings == []
+    assert reconstruct(cut).verdict == "incomplete"
+    p = tmp_path / "cut.jsonl"
+    dump_jsonl(cut, str(p))
+    assert main(["observe", str(p)]) == 12
+    assert "verdict: incomplete" in capsys.readouterr().out
+    after = evs + [dict(evs[-1], seq=evs[-1]["seq"] + 1, type="request_finished",
+                        request_id="B")]
+    assert ("after_close", None) in kinds(reconstruct(after))
+
+
 def test_cli_observe_exit_codes(tmp_path, capsys):
     good, bad, broken = (tmp_path / n for n in ("good.jsonl", "bad.jsonl", "broken.jsonl"))
-    dump_jsonl(l3().telemetry.events, str(good))
-    dump_jsonl(l3("native").telemetry.events, str(bad))
+    dump_jsonl(closed(l3()), str(good))
+    dump_jsonl(closed(l3("native")), str(bad))
     broken.write_text("{not json\n")
     assert main(["observe", str(good)]) == 0
     assert "request B => refused" in capsys.readouterr().out

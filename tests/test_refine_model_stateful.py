@@ -180,7 +180,15 @@ for _name in POLICIES:
     MACHINES[_name] = type(f"Refine_{_name}", (RefineMachine,), {"policy_name": _name})
 
 
-@pytest.mark.parametrize("policy", list(POLICIES))
+# issue 15 changed the spec's native policy (no conflict event, no refusal: the request
+# waits); the MicroRuntime follows in the lead's runtime rewrite
+PENDING = {"native"}
+
+
+@pytest.mark.parametrize("policy", [
+    pytest.param(p, marks=pytest.mark.xfail(
+        strict=True, reason="runtime side of issue 15 pending (lead)")) if p in PENDING else p
+    for p in POLICIES])
 def test_model_refines_spec(policy):
     """>= 500 random workloads per policy; no divergence; conformant policies keep O1-O10."""
     machine = MACHINES[policy]

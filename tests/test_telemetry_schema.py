@@ -64,6 +64,8 @@ def test_every_emitted_event_validates(policy, mode):
     assert [json.loads(line) for line in out.getvalue().splitlines()] == evs
 
 
+@pytest.mark.xfail(strict=True, reason="runtime side of issue 15 pending (lead): the "
+                   "MicroRuntime does not emit run_closed yet")
 def test_busy_run_covers_most_event_types():
     seen = set()
     for policy in POLICIES:
