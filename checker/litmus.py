@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from kvclaims.errors import UsageError
+from kvclaims.refinement.check import complete_decided
+from kvclaims.refinement.target import spec_steps
 from kvclaims.spec.actions import ACTIONS, Step, complete_choices, enabled, successor
 from kvclaims.spec.algebra import CONCRETE as C
 from kvclaims.spec.obligations import OBLIGATIONS
@@ -214,6 +216,9 @@ def spec_broken(cfg: Config, pol: Policy, taken: List[Tuple[Step, tuple]]) -> Li
     for step, choices in taken:
         ch = complete_choices(cfg, pol, Step(step.action, step.slots, ()))
         ch.update(dict(choices))
+        if ch.get("take_cached", 0) is None:     # the target could not tell (see check)
+            ch = complete_decided(cfg, pol, s, Step(step.action, step.slots,
+                                                    tuple(ch.items())))
         if not enabled(C, cfg, pol, s, step, ch):
             return ["diverged"]
         s, _ = successor(C, cfg, pol, s, step, ch)
@@ -248,7 +253,11 @@ def run_case(sc: Scenario, variant: str, policy: str, target_name: str = "spec")
     taken, labels = [], []
     for step in sc.steps:
         ap = tgt.apply(step)
-        if ap.taken:
+        if ap.decided:      # the target's own decisions while applying it (spec steps)
+            for d in spec_steps(step, ap):
+                taken.append((Step(d.action, d.slots, ()), d.choices))
+                labels.append(d.label().split(" {")[0])
+        elif ap.taken:
             taken.append((step, ap.choices))
             labels.append(step.label().split(" {")[0])
     obs = observe(cfg, pol, tgt.view(), tgt.events(), spec_broken(cfg, pol, taken))
