@@ -225,6 +225,7 @@ class ClaimScheduler(Scheduler):
         self._held: Dict[str, Any] = {}
         self._errors: Dict[str, str] = {}
         self.kvclaims_auto = True
+        self.kvclaims_tick_per_step = True
         va.name_allocations(self.kv_cache_manager, self.arbiter)
         self.kvclaims_steps = 0
         model = getattr(self.vllm_config.model_config, "model", "model")
@@ -415,7 +416,10 @@ class ClaimScheduler(Scheduler):
 
     def _ended(self, rid: str) -> None:
         arb = self.arbiter
-        if not arb.finished(rid):
+        r = arb.requests.get(rid)
+        if r is not None and r.status == RS.REFUSED:
+            pass        # the refusal stays on record (the ledger retired it, bounded)
+        elif not arb.finished(rid):
             arb.forget_request(rid)
         self._held.pop(rid, None)
 
