@@ -474,6 +474,9 @@ class VllmPatchedEngineTarget(_VllmTarget):
         sched.kvclaims_tick_per_step = False
         sched.max_defer_steps = self.MAX_DEFER_STEPS
         sched._need = _prompt_peak(sched, self.arb)
+        # kvclaims_reset re-wraps allocate_slots from vLLM's own (va.name_allocations:
+        # "replaces, never stacks"), which drops the driver's no-admit lowering: put it back
+        va.install_no_admit(eng.manager, va.denies_future_reuse)
         eng.reset_pool()
         eng.salts = {f"r{j}": salt(rc.identity) for j, rc in enumerate(self.cfg.requests)}
         self.driver = eng
