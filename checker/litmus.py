@@ -245,13 +245,11 @@ class LitmusResult:
                 "mismatches": self.mismatches}
 
 
-def run_case(sc: Scenario, variant: str, policy: str, target_name: str = "spec") -> LitmusResult:
-    cfg = sc.variants[variant]
-    pol = resolve_policy(policy)
-    tgt = make_target(target_name)
-    tgt.reset(cfg, pol)
+def run_steps(tgt, steps: List[Step]) -> Tuple[List[Tuple[Step, tuple]], List[str]]:
+    """Apply the steps in order; the spec steps the target took, with its choices (its own
+    decisions while applying a step included, in order), and their labels."""
     taken, labels = [], []
-    for step in sc.steps:
+    for step in steps:
         ap = tgt.apply(step)
         if ap.decided:      # the target's own decisions while applying it (spec steps)
             for d in spec_steps(step, ap):
@@ -260,6 +258,15 @@ def run_case(sc: Scenario, variant: str, policy: str, target_name: str = "spec")
         elif ap.taken:
             taken.append((step, ap.choices))
             labels.append(step.label().split(" {")[0])
+    return taken, labels
+
+
+def run_case(sc: Scenario, variant: str, policy: str, target_name: str = "spec") -> LitmusResult:
+    cfg = sc.variants[variant]
+    pol = resolve_policy(policy)
+    tgt = make_target(target_name)
+    tgt.reset(cfg, pol)
+    taken, labels = run_steps(tgt, sc.steps)
     obs = observe(cfg, pol, tgt.view(), tgt.events(), spec_broken(cfg, pol, taken))
     exp = sc.expect[variant][policy]
     bad = [f"{k}: expected {exp[k]!r}, observed {obs[k]!r}" for k in exp
