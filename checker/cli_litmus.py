@@ -15,7 +15,7 @@ from kvclaims.spec.vocab import Mode
 
 from .configio import MODES, resolve_policy, validate
 from .litmus import (LITMUS_DIR, TARGETS, load_scenario, load_suite, make_target, observe,
-                     run_suite, spec_broken)
+                     run_steps, run_suite, spec_broken)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,12 +103,8 @@ def sweep_rows(resident: int, active: int, sizes: List[int], policies: List[str]
             pol = resolve_policy(pname)
             tgt = make_target(target)
             tgt.reset(cfg, pol)
-            taken, labels = [], []
-            for st in SWEEP_STEPS:
-                ap = tgt.apply(st)
-                if ap.taken:
-                    taken.append((st, ap.choices))
-                    labels.append(st.action)
+            taken, _ = run_steps(tgt, SWEEP_STEPS)
+            labels = [st.action for st, _ in taken]
             obs = observe(cfg, pol, tgt.view(), tgt.events(), spec_broken(cfg, pol, taken))
             rows.append({"usable": usable, "policy": pname, "target": target,
                          "active_served": obs["served"],

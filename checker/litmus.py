@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from kvclaims.errors import UsageError
+from kvclaims.refinement.check import complete_decided
+from kvclaims.refinement.target import spec_steps
 from kvclaims.spec.actions import ACTIONS, Step, complete_choices, enabled, successor
 from kvclaims.spec.algebra import CONCRETE as C
 from kvclaims.spec.obligations import OBLIGATIONS
@@ -217,6 +219,9 @@ def spec_broken(cfg: Config, pol: Policy, taken: List[Tuple[Step, tuple]]) -> Li
     for step, choices in taken:
         ch = complete_choices(cfg, pol, Step(step.action, step.slots, ()))
         ch.update(dict(choices))
+        if ch.get("take_cached", 0) is None:     # the target could not tell (see check)
+            ch = complete_decided(cfg, pol, s, Step(step.action, step.slots,
+                                                    tuple(ch.items())))
         if not enabled(C, cfg, pol, s, step, ch):
             return ["diverged"]
         s, _ = successor(C, cfg, pol, s, step, ch)
@@ -243,17 +248,28 @@ class LitmusResult:
                 "mismatches": self.mismatches}
 
 
+def run_steps(tgt, steps: List[Step]) -> Tuple[List[Tuple[Step, tuple]], List[str]]:
+    """Apply the steps in order; the spec steps the target took, with its choices (its own
+    decisions while applying a step included, in order), and their labels."""
+    taken, labels = [], []
+    for step in steps:
+        ap = tgt.apply(step)
+        if ap.decided:      # the target's own decisions while applying it (spec steps)
+            for d in spec_steps(step, ap):
+                taken.append((Step(d.action, d.slots, ()), d.choices))
+                labels.append(d.label().split(" {")[0])
+        elif ap.taken:
+            taken.append((step, ap.choices))
+            labels.append(step.label().split(" {")[0])
+    return taken, labels
+
+
 def run_case(sc: Scenario, variant: str, policy: str, target_name: str = "spec") -> LitmusResult:
     cfg = sc.variants[variant]
     pol = resolve_policy(policy)
     tgt = make_target(target_name)
     tgt.reset(cfg, pol)
-    taken, labels = [], []
-    for step in sc.steps:
-        ap = tgt.apply(step)
-        if ap.taken:
-            taken.append((step, ap.choices))
-            labels.append(step.label().split(" {")[0])
+    taken, labels = run_steps(tgt, sc.steps)
     obs = observe(cfg, pol, tgt.view(), tgt.events(), spec_broken(cfg, pol, taken))
     exp = sc.expect[variant][policy]
     bad = [f"{k}: expected {exp[k]!r}, observed {obs[k]!r}" for k in exp

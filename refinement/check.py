@@ -9,7 +9,14 @@ evaluated on the spec state reached, so a bad policy is seen to break where the 
 
 A step the target declines (taken=False) leaves both sides where they were: refinement is
 trace inclusion, so declining is allowed; it is reported, with whether the spec would have
-taken it with the trace's own choices."""
+taken it with the trace's own choices.
+
+A target that decides on its own while it applies a step (the patched engine's scheduler
+defers, refuses, demotes, admits) reports those decisions as spec steps
+(``Applied.decided``): each must be enabled in the spec with the target's choices and the
+spec advances through them in order (then through the requested step, if the target took it
+apart from its decisions); the view is compared after the group and the events of the whole
+group. A decision that is no spec step here is a divergence."""
 from __future__ import annotations
 
 from collections import Counter
@@ -22,6 +29,8 @@ from kvclaims.spec.obligations import OBLIGATIONS
 from kvclaims.spec.policy import Policy
 from kvclaims.spec.state import Config, State, initial_state
 from kvclaims.spec.view import refinement_view, view_diff
+
+from .target import Applied, spec_steps
 
 # Events compared with the spec: everything claim- or request-level.  Victims are compared per
 # object (the spec emits one per object and allocation, a runtime one per block); victims of
@@ -67,9 +76,12 @@ class StepReport:
     event_diff: Tuple[str, ...] = ()
     broken: Tuple[str, ...] = ()   # obligations false in the spec state after this step
     note: str = ""
+    decided: int = 0               # decisions the target made on its own in this step
 
     @property
     def verdict(self) -> str:
+        if self.decided and (not self.spec_enabled or self.view_diff or self.event_diff):
+            return "divergence"
         if not self.taken:
             return "declined"
         if not self.spec_enabled or self.view_diff or self.event_diff:
@@ -81,7 +93,8 @@ class StepReport:
             return f"step {self.index} {self.label}: {self.verdict}"
         why = []
         if not self.spec_enabled:
-            why.append(f"the spec does not allow it with the choices {dict(self.choices)}")
+            why.append(self.note if self.decided else
+                       f"the spec does not allow it with the choices {dict(self.choices)}")
         why += [f"{k}: spec {a!r}, target {b!r}" for k, a, b in self.view_diff]
         why += list(self.event_diff)
         return f"step {self.index} {self.label}: divergence: " + "; ".join(why)
@@ -152,6 +165,8 @@ class Refiner:
         self.index += 1
         app = self.target.apply(step)
         got = self._new_events() if self._new_events else None
+        if app.decided:
+            return self._group(step, app, got)
         if not app.taken:
             allowed = enabled(C, cfg, pol, s, step, complete_choices(cfg, pol, step))
             diff = tuple(view_diff(refinement_view(s), self.target.view()))
@@ -168,17 +183,63 @@ class Refiner:
             return StepReport(self.index, step.label(), True, False, chosen, note=app.note)
         s2, log = successor(C, cfg, pol, s, step, ch, record=True)
         diff = tuple(view_diff(refinement_view(s2), self.target.view()))
-        ev_diff: Tuple[str, ...] = ()
-        if got is not None:
-            want = event_keys([e.to_json() for e in log.events])
-            have = event_keys(got)
-            ev_diff = tuple(f"events: spec has {k} x{n}, target x{have.get(k, 0)}"
-                            for k, n in sorted((want - have).items(), key=str)) + tuple(
-                f"events: target has {k} x{n}, spec x{want.get(k, 0)}"
-                for k, n in sorted((have - want).items(), key=str))
+        ev_diff = _event_diff(log.events, got) if got is not None else ()
         self.state = s2
         return StepReport(self.index, step.label(), True, True, chosen, diff, ev_diff,
                           broken_obligations(cfg, pol, s2), app.note)
+
+    def _group(self, step: Step, app: Applied, got) -> StepReport:
+        """The target decided things on its own while applying ``step``: each decision must
+        be a step the spec allows (with the target's choices) from the state the previous one
+        left; the view is compared after the whole group, and the events of the group (the
+        union of the spec's logs) with the target's new events."""
+        cfg, pol, s = self.cfg, self.pol, self.state
+        spec_events: List[Any] = []
+        labels, chosen_all = [], []
+        for d in spec_steps(step, app):
+            ch = complete_decided(cfg, pol, s, d)
+            chosen = tuple(sorted(ch.items()))
+            labels.append(d.label().split(" {")[0])
+            chosen_all.append((d.label().split(" {")[0], chosen))
+            if not enabled(C, cfg, pol, s, d, ch):
+                note = (f"the target decided {d.label()}, which is not a spec step here"
+                        + (f" ({app.note})" if app.note else ""))
+                return StepReport(self.index, _group_label(step, labels), app.taken, False,
+                                  chosen, note=note, decided=len(app.decided))
+            s, log = successor(C, cfg, pol, s, d, ch, record=True)
+            spec_events += log.events
+        diff = tuple(view_diff(refinement_view(s), self.target.view()))
+        ev_diff = _event_diff(spec_events, got) if got is not None else ()
+        self.state = s
+        return StepReport(self.index, _group_label(step, labels), app.taken, True,
+                          tuple(chosen_all), diff, ev_diff, broken_obligations(cfg, pol, s),
+                          app.note, decided=len(app.decided))
+
+
+def _group_label(step: Step, decided: List[str]) -> str:
+    return f"{step.label()} -> [{', '.join(decided)}]"
+
+
+def complete_decided(cfg: Config, pol: Policy, s: State, step: Step) -> Dict[str, Any]:
+    """The step's choices completed with neutral values; an admission whose ``take_cached``
+    the target could not tell (reported as None: several allocations in one engine step)
+    takes the remainder the spec's guard leaves (need - min(empty, need) - taken objects):
+    the ordinary cache it took is still checked by the view after the group."""
+    ch = complete_choices(cfg, pol, step)
+    if step.action == "admit" and ch.get("take_cached") is None:
+        need = cfg.requests[step.slots[0]].need
+        took = sum(int(ch.get(f"take[{i}]", 0)) for i in range(cfg.K))
+        ch["take_cached"] = need - min(s.empty, need) - took
+    return ch
+
+
+def _event_diff(spec_events, got) -> Tuple[str, ...]:
+    want = event_keys([e.to_json() for e in spec_events])
+    have = event_keys(got)
+    return tuple(f"events: spec has {k} x{n}, target x{have.get(k, 0)}"
+                 for k, n in sorted((want - have).items(), key=str)) + tuple(
+        f"events: target has {k} x{n}, spec x{want.get(k, 0)}"
+        for k, n in sorted((have - want).items(), key=str))
 
 
 def check_refinement(target, cfg: Config, pol: Policy, steps: Sequence[Step],

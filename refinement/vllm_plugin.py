@@ -433,7 +433,10 @@ class ClaimScheduler(Scheduler):
 
     def _ended(self, rid: str) -> None:
         arb = self.arbiter
-        if not arb.finished(rid):
+        r = arb.requests.get(rid)
+        if r is not None and r.status == RS.REFUSED:
+            pass        # the refusal stays on record (the ledger retired it, bounded)
+        elif not arb.finished(rid):
             arb.forget_request(rid)
         self._held.pop(rid, None)
 

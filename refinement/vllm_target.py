@@ -41,6 +41,7 @@ from kvclaims.spec.state import Config
 from kvclaims.spec.vocab import ClaimStatus, RequestStatus
 
 from . import vllm_adapter as va
+from .check import _slot
 from .model_target import claim_spec
 from .target import Applied
 from .vllm_arbiter import ClaimArbiter
@@ -116,7 +117,7 @@ class _VllmTarget:
             out[f"claims[{i}].status"] = int(c.status) if c else int(ClaimStatus.NONE)
         live = self.driver._live_ids()
         for j in range(cfg.R):
-            r = arb.requests.get(f"r{j}")
+            r = arb.requests.get(self._rid(j))
             rid = f"r{j}"
             out[f"requests[{j}].status"] = int(r.status) if r else int(RequestStatus.NONE)
             out[f"requests[{j}].live"] = (
@@ -125,6 +126,10 @@ class _VllmTarget:
             out[f"requests[{j}].named"] = tuple(
                 f"c{i}" in (r.named if r else ()) for i in range(cfg.K))
         return out
+
+    def _rid(self, j: int) -> str:
+        """The id the arbiter knows request j by."""
+        return f"r{j}"
 
     def events(self) -> List[Dict[str, Any]]:
         return self.arb.telemetry.events
@@ -265,7 +270,7 @@ class _VllmTarget:
         get_computed_blocks), without allocating: the spec's reuse changes no state."""
         j, i = sl
         rid = f"r{j}"
-        r = self.arb.requests.get(rid)
+        r = self.arb.requests.get(self._rid(j))
         if r is not None and r.status != RequestStatus.NONE:
             return Applied(False, note="request is not pending")
         oid = f"obj{i}"
@@ -396,27 +401,246 @@ class VllmEngineTarget(_VllmTarget):
         self.arb = None   # a new ledger; its eviction hook replaces the previous one
 
 
+# Request ids of the helper requests a target runs to play a spec step that is not a request
+# of the spec (the spec's materialize: a one-token request over the object's prompt). They are
+# not spec requests: the abstraction function drops their request-level events.
+HELPER_PREFIXES = ("materialize:",)
+_REQUEST_EVENTS = ("conflict", "request_admitted", "request_deferred", "request_refused",
+                   "request_finished")
+
+
+def _helper(e: Dict[str, Any]) -> bool:
+    rid = e.get("request_id")
+    return (isinstance(rid, str) and rid.startswith(HELPER_PREFIXES)
+            and (e["type"] in _REQUEST_EVENTS or e["type"].startswith("request_")))
+
+
+def _slot_of(rid: Any) -> Optional[int]:
+    if isinstance(rid, str) and rid.startswith("r") and rid[1:].isdigit():
+        return int(rid[1:])
+    return None
+
+
 class VllmPatchedEngineTarget(_VllmTarget):
-    """The live engine with ClaimScheduler, driven by spec steps: the scheduler's own
-    arbitration is switched off (``kvclaims_auto = False``: no tick per engine step, no
-    automatic deferral) and the target takes each lifecycle step on its arbiter, so every
-    spec step is exactly one thing on the engine. The automatic path is tested live."""
+    """The live engine with ClaimScheduler making every request decision, driven as vLLM is
+    driven (add a request, ``step()``), each decision matched to a spec step.
+
+    - A spec step ``admit``/``defer``/``refuse``/``demote`` for request j adds ``r{j}`` to
+      the engine if it is not there yet (a fresh prompt of ``need`` blocks; no-admit when the
+      step says ``admit=False``) and runs one engine step. Whatever the scheduler decided in
+      that step (for r_j or for a request it held from an earlier step) is read off the
+      step's telemetry and reported as spec steps (``Applied.decided``), in order:
+      ``request_deferred`` -> ``defer(j)``, ``request_refused`` -> ``refuse(j)``,
+      ``claim_demoted`` naming r_j -> ``demote(j, i)``, ``request_admitted`` -> ``admit(j)``
+      with ``admit`` from the event and ``take[i]``/``head[i]`` from the victim events the
+      ledger charges to that request (``take_cached`` read physically, the pool's ordinary
+      cache before and after, when it was the step's only allocation; else left to the
+      checker, see ``check.complete_decided``). The requested step is taken when it is one of
+      those decisions. A deferred request is held by the scheduler; a later step for it runs
+      the engine again, which lets the scheduler re-arbitrate it (refuse it when infeasible
+      under hard_refuse, demote the claims in its way under hard_demote, requeue it when it
+      fits). A request vLLM leaves in its waiting queue (only running requests in its way)
+      stays there; it is admitted at a later engine step, reported then.
+    - The spec's clock: ``kvclaims_tick_per_step = False`` and a spec ``tick`` ticks the
+      arbiter (expiry events); engine steps do not.
+    - The bounded wait (a deferred request refused after ``max_defer_steps``) is not a spec
+      step: the target sets the bound out of reach (10**9 steps).
+    - Parking (``_Parking``): only the request a step is about runs; other running requests
+      keep their blocks and do not decode, so a request's live blocks are its prompt. The
+      scheduler is told so: while this target's arbiter is in place, ``_need`` reports a
+      request's peak as its prompt (a server judges it with ``max_tokens``).
+    - Helper requests (``materialize:obj{i}``, the spec's materialize) are not spec
+      requests: their request-level events are dropped by the abstraction function.
+    - Claim lifecycle steps (``submit``/``accept``/``reject``/``release``) and ``tick`` are
+      taken on the ledger directly (the spec separates submission from acceptance; a live
+      request carrying a claim does both at arrival), and ``finish`` aborts the request
+      through the engine (vLLM's abort path; the scheduler ends it in the ledger).
+
+    No forced choice is left: ``kvclaims_auto`` stays on. Tests that need the arbiter driven
+    through one specific choice use ``vllm-patched`` (the same arbiter over vLLM's core)."""
 
     name = "vllm-patched-engine"
     patched = True
+    MAX_DEFER_STEPS = 10 ** 9
 
     def _build(self, num_blocks: int, policy: Policy) -> None:
         eng = shared_engine("patched", num_blocks)
-        self.arb = eng.scheduler.kvclaims_reset(policy, self.cfg.cap,
-                                                Telemetry(run_id=self.run_id))
-        eng.scheduler.kvclaims_auto = False
+        for rid in list(getattr(eng, "kvclaims_pending", ())):   # the previous run's
+            eng._abort(rid)
+        eng.kvclaims_pending = set()
+        sched = eng.scheduler
+        self.arb = sched.kvclaims_reset(policy, self.cfg.cap, Telemetry(run_id=self.run_id))
+        sched.kvclaims_auto = True
+        sched.kvclaims_tick_per_step = False
+        sched.max_defer_steps = self.MAX_DEFER_STEPS
+        sched._need = _prompt_peak(sched, self.arb)
         eng.reset_pool()
         eng.salts = {f"r{j}": salt(rc.identity) for j, rc in enumerate(self.cfg.requests)}
         self.driver = eng
+        self._internal: Dict[str, str] = {}      # r{j} -> the engine's request id
+        self._external: Dict[str, str] = {}
 
-    def _admit(self, rid: str, need: int, admit: bool):
-        from .vllm_core import AdmitResult
+    def _rid(self, j: int) -> str:
+        rid = f"r{j}"
+        return self._internal.get(rid, rid)
 
-        if self.arb.in_conflict(need):       # it would wait in vLLM's queue: not taken now
-            return AdmitResult(rid, False, (), 0, 0)
-        return self.driver.admit(rid, need, admit_future_reuse=admit)
+    def _ours(self, e: Dict[str, Any]) -> Dict[str, Any]:
+        """An event with the engine's internal request id (``r0-<suffix>``) as the spec
+        request's id (``r0``)."""
+        rid = e.get("request_id")
+        if rid is None or rid not in self._external:
+            return e
+        return {**e, "request_id": self._external[rid]}
+
+    def new_events(self) -> List[Dict[str, Any]]:
+        return [self._ours(e) for e in super().new_events() if not _helper(e)]
+
+    def events(self) -> List[Dict[str, Any]]:
+        return [self._ours(e) for e in self.arb.telemetry.events if not _helper(e)]
+
+    # --- the scheduler's decisions -------------------------------------------------------------
+
+    def _engine_step(self, run) -> Tuple[Tuple[Step, ...], Any]:
+        """Run ``run()`` (which steps the engine once) and read the scheduler's decisions off
+        the telemetry of that step."""
+        before = self._resident()
+        _, cached_before = self._free_split()
+        mark = len(self.arb.telemetry.events)
+        out = run()
+        evs = [self._ours(e) for e in self.arb.telemetry.events[mark:]]
+        _, cached_after = self._free_split()
+        allocations = sum(1 for e in self.arb.telemetry.events[mark:]
+                          if e["type"] == "request_admitted")
+        decided: List[Step] = []
+        victims: Dict[str, List[Dict[str, Any]]] = {}
+        pos = {i: list(ps) for i, ps in before.items()}
+        for e in evs:
+            t, j = e["type"], _slot_of(e.get("request_id"))
+            if t == "victim":
+                victims.setdefault(e.get("request_id"), []).append(e)
+                continue
+            rid = e.get("request_id")
+            if t == "request_admitted" and isinstance(rid, str) and rid.startswith(
+                    "materialize:obj"):          # the helper that plays the spec's materialize
+                i = rid[len("materialize:obj"):].split("-")[0]
+                decided.append(Step("materialize", (int(i),), ()))
+                continue
+            if j is None:
+                continue
+            rid = f"r{j}"
+            if t == "request_deferred":
+                decided.append(Step("defer", (j,), self._naming(e)))
+            elif t == "request_refused":
+                decided.append(Step("refuse", (j,), self._naming(e)))
+                self.driver.kvclaims_pending.discard(rid)
+            elif t == "claim_demoted":
+                decided.append(Step("demote", (j, _slot(e["claim_id"])), ()))
+            elif t == "request_admitted":
+                ch: List[Tuple[str, Any]] = [("admit", bool(e.get("admit_future_reuse", True)))]
+                mine = victims.pop(rid, [])
+                heads = []
+                for i in range(self.cfg.K):
+                    gone = sorted(v["logical_position"] for v in mine
+                                  if v.get("object_id") == f"obj{i}")
+                    ps = pos[i]
+                    tail = not gone or ps[len(ps) - len(gone):] == gone
+                    ch.append((f"take[{i}]", len(gone)))
+                    heads.append((f"head[{i}]",
+                                  bool(gone) and not tail and ps[:len(gone)] == gone))
+                    pos[i] = [p for p in ps if p not in set(gone)]
+                ch.append(("take_cached", cached_before - cached_after
+                           if allocations == 1 else None))
+                decided.append(Step("admit", (j,), tuple(ch + heads)))
+                if rid in self._internal:
+                    self.driver.live[rid] = self._internal[rid]
+                self.driver.kvclaims_pending.discard(rid)
+        return tuple(decided), out
+
+    def _naming(self, e: Dict[str, Any]) -> Tuple[Tuple[str, Any], ...]:
+        if self.policy.naming == Naming.EXACT:
+            return ()
+        named = {str(c) for c in e.get("blocking_claim_ids") or ()}
+        return tuple((f"name[{i}]", f"c{i}" in named) for i in range(self.cfg.K))
+
+    def _request_step(self, a: str, sl, given) -> Applied:
+        j = sl[0]
+        rid = f"r{j}"
+        r = self.arb.requests.get(self._rid(j))
+        if r is not None and r.status not in (RequestStatus.NONE, RequestStatus.DEFERRED):
+            return Applied(False, note="request is not pending")
+        eng = self.driver
+
+        def run():
+            if rid not in self._internal:
+                admit = given.get("admit", True) if a == "admit" else True
+                tokens, s = eng._prompt(rid, self.cfg.requests[j].need, None)
+                extra = None if admit else {va.ADMIT_FUTURE_REUSE_KEY: False}
+                try:
+                    internal = eng._submit(rid, tokens, va_live_max_tokens(), extra, s)
+                    self._internal[rid], self._external[internal] = internal, rid
+                except va.REQUEST_REJECTED as e:
+                    return f"vLLM rejected the request: {e}"
+                eng.kvclaims_pending.add(rid)
+            eng._step()
+            return ""
+
+        decided, note = self._engine_step(run)
+        took = any(d.action == a and d.slots == tuple(sl) for d in decided)
+        return Applied(took, note=note or ("" if took else "the scheduler decided otherwise"),
+                       decided=decided)
+
+    def _do_admit(self, sl, given) -> Applied:
+        return self._request_step("admit", sl, given)
+
+    def _do_defer(self, sl, given) -> Applied:
+        return self._request_step("defer", sl, given)
+
+    def _do_refuse(self, sl, given) -> Applied:
+        return self._request_step("refuse", sl, given)
+
+    def _do_demote(self, sl, given) -> Applied:
+        return self._request_step("demote", sl, given)
+
+    def _do_materialize(self, sl, given) -> Applied:
+        box: Dict[str, Applied] = {}
+
+        def run():
+            box["a"] = _VllmTarget._do_materialize(self, sl, given)
+
+        decided, _ = self._engine_step(run)
+        app = box["a"]
+        if any(d.action != "materialize" for d in decided):
+            # the scheduler also re-arbitrated held requests in that engine step
+            return Applied(app.taken, app.choices, app.note, decided)
+        return app
+
+    def _do_finish(self, sl, given) -> Applied:
+        rid = f"r{sl[0]}"
+        r = self.arb.requests.get(self._rid(sl[0]))
+        if r is None or r.status != RequestStatus.RUNNING:
+            return Applied(False, note="request is not running")
+        self.driver.finish(rid)          # vLLM's abort; the scheduler ends it in the ledger
+        self.driver.kvclaims_pending.discard(rid)
+        return Applied(True)
+
+
+def va_live_max_tokens() -> int:
+    from .vllm_sched import LIVE_MAX_TOKENS
+
+    return LIVE_MAX_TOKENS
+
+
+def _prompt_peak(sched: Any, arb: Any):
+    """``ClaimScheduler._need`` with a request's peak = its prompt, while ``arb`` is the
+    scheduler's arbiter (the target parks running requests: they never decode past their
+    prompt). After ``kvclaims_reset`` the scheduler's own judgement is back."""
+    own = type(sched)._need
+
+    def _need(request: Any) -> Tuple[int, int, int]:
+        need, peak_new, live = own(sched, request)
+        if sched.arbiter is not arb:
+            return need, peak_new, live
+        total = sched._blocks(request)
+        return need, need, total
+
+    return _need

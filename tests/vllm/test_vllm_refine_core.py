@@ -7,6 +7,7 @@ choices, the abstract states must be equal and the claim-level events the same."
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -243,9 +244,14 @@ def engine_workloads(draw, usable=12):
                                           min(c.footprint, usable)
                                           - min(c.pred_start, usable - 1))),
                                c.mode, c.owner, c.identity, c.duration) for c in cfg.claims)
-    # small requests, so that many admissions are taken on the engine
-    reqs = tuple(RequestConfig(1 + r.need % (usable // 2), r.identity) for r in cfg.requests)
-    return Config(usable, min(cfg.cap, usable), claims, reqs), steps
+    # mostly small requests, so that many admissions are taken on the engine; in one
+    # workload of three, large ones, so that the scheduler meets protected claims in its way
+    # (defers, refuses, demotes)
+    half = usable // 2
+    big = draw(st.integers(0, 2)) == 0
+    reqs = tuple(RequestConfig(half + r.need % half if big else 1 + r.need % half,
+                               r.identity) for r in cfg.requests)
+    return Config(usable, usable if big else min(cfg.cap, usable), claims, reqs), steps
 
 
 @pytest.mark.parametrize("policy", ["hard_refuse", "hard_demote"])
@@ -260,8 +266,18 @@ def test_random_workloads_refine_on_the_live_patched_engine(targets, policy):
         rep = check_refinement(targets.VllmPatchedEngineTarget(), cfg, POLICIES[policy], steps)
         assert rep.ok, rep.divergence.describe() if rep.divergence else rep.initial_diff
         assert rep.broken_at_end() == ()
-        admitted.extend(s for s in rep.steps if s.taken and s.label.startswith("admit"))
+        for s in rep.steps:
+            if s.decided:       # the scheduler's own decisions in that engine step
+                decided.update(label.split("(")[0] for label, _ in s.choices)
+            if s.taken or s.decided:
+                admitted.extend(
+                    1 for label, _ in (s.choices if s.decided else ((s.label, ()),))
+                    if label.startswith("admit"))
 
     admitted: list = []
+    decided: Counter = Counter()
     check()
-    assert len(admitted) >= 20          # non-vacuity: real engine admissions were checked
+    # non-vacuity: real engine admissions were checked, and the scheduler's own decisions
+    assert len(admitted) >= 20, len(admitted)
+    want = {"admit", "defer"} | ({"refuse"} if policy == "hard_refuse" else {"demote"})
+    assert want <= {k for k, n in decided.items() if n}, decided
