@@ -617,8 +617,10 @@ class ClaimLedger:
 
     def can_demote(self, c: ClaimRec) -> bool:
         obj = self.objects.get(c.spec.object_id)
-        return (self.policy.demote_on_conflict and self.protected_now(c) and obj is not None
-                and obj.n_present > 0)
+        # mode honesty (O13): only a demotable claim may be relaxed; a hard_protected one
+        # ends only by its owner's release, an expiring one by its expiry
+        return (self.policy.demote_on_conflict and c.spec.protection_mode == Mode.DEMOTABLE
+                and self.protected_now(c) and obj is not None and obj.n_present > 0)
 
     def demote(self, claim_id: str, request_id: str) -> bool:
         """Relax a claim standing in a pending request's way, event first. The caller has
@@ -748,6 +750,13 @@ class ClaimLedger:
         r = self.requests.pop(request_id, None)
         if r is not None and r.status == RS.RUNNING:
             self.active_live -= r.live
+
+    def close_run(self) -> None:
+        """The run-closing event, after everything the pool did is announced: an observer
+        calls a trace without it incomplete."""
+        self.flush()
+        self.telemetry.close_run(policy=self.policy.name, usable_blocks=self.usable,
+                                 clock=self.clock)
 
     # --- bounded memory -----------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class LoadReport:
     victims_protected: int = 0
     observer_findings: int = 0
     observer_kinds: Dict[str, int] = field(default_factory=dict)
+    observer_verdict: str = ""
     telemetry_events: int = 0
     stalls: int = 0
     longest_no_progress_steps: int = 0
@@ -322,6 +323,11 @@ def run_load(engine: str, policy: str, *, seconds: float, max_requests: int, see
             rep.note = "ran past three times its time bound: stopped"
             break
     rep.seconds = round(time.monotonic() - t0, 1)
+    if engine == "in-process":       # multi-process: the core closes it at shutdown
+        from . import vllm_adapter as va
+        va.engine_scheduler(llm).arbiter.close_run()
+    else:
+        llm.llm_engine.engine_core.shutdown()
     rep.unfinished = len(open_ids)
     rss = proc.memory_info().rss / 2 ** 20
     rep.rss_end_mb = round(rss, 1)
@@ -365,6 +371,7 @@ def _observe(path: str, rep: LoadReport) -> None:
     for f in rec.findings:
         kinds[f.kind] = kinds.get(f.kind, 0) + 1
     rep.observer_findings = len(rec.findings)
+    rep.observer_verdict = rec.verdict
     rep.observer_kinds = kinds
     for e in events:
         t = e.get("type")

@@ -449,6 +449,14 @@ class ClaimScheduler(Scheduler):
     def get_num_unfinished_requests(self) -> int:
         return super().get_num_unfinished_requests() + len(self._held) + len(self._errors)
 
+    def shutdown(self) -> None:
+        """The engine stops: the telemetry run is closed (run_closed), then vLLM's own."""
+        try:
+            self.arbiter.close_run()
+            self.arbiter.telemetry.close()
+        finally:
+            super().shutdown()
+
     # --- metrics ------------------------------------------------------------------------------
 
     def make_stats(self, *args: Any, **kwargs: Any) -> Any:
