@@ -133,16 +133,45 @@ def _prometheus_counter():
     return _PROM or None
 
 
+def default_headroom(usable: int) -> int:
+    """Active headroom a deployment keeps when it states none: a quarter of the usable pool
+    (usable 80 -> 20, cap 60: the reference example)."""
+    return usable // 4
+
+
+def headroom_and_cap(usable: int, cap: Optional[int],
+                     headroom: Optional[int]) -> Tuple[int, int]:
+    """(headroom, cap) after the defaults, or ValueError (one line): the acceptance cap
+    exists to keep room for active work, so cap <= usable - headroom. Without a cap the
+    default headroom applies and cap = usable - headroom; an operator who sets a cap and no
+    headroom has chosen the headroom usable - cap."""
+    for name, v in (("cap", cap), ("headroom", headroom)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+            raise ValueError(f"protected {name} must be an integer, got {v!r}")
+    if cap is not None and not 0 <= cap <= usable:
+        raise ValueError(f"protected cap {cap} must be between 0 and the usable pool {usable}")
+    if headroom is None:
+        headroom = default_headroom(usable) if cap is None else usable - cap
+    if not 0 <= headroom <= usable:
+        raise ValueError(f"headroom {headroom} must be between 0 and the usable pool {usable}")
+    if cap is None:
+        cap = usable - headroom
+    if not 0 <= cap <= usable - headroom:
+        raise ValueError(f"protected cap {cap} must be between 0 and usable - headroom = "
+                         f"{usable - headroom}")
+    return headroom, cap
+
+
 class ClaimLedger:
     def __init__(self, residency: Residency, *, policy: Any = "hard_refuse",
                  cap: Optional[int] = None, telemetry: Optional[Telemetry] = None,
                  max_duration: Optional[int] = None, keep_ended: Optional[int] = 4096,
-                 prometheus: bool = False):
+                 prometheus: bool = False, headroom: Optional[int] = None):
         self.residency = residency
         self.policy: Policy = policy_by_name(policy) if isinstance(policy, str) else policy
         self.pins = self.policy.honours_claims and not self.policy.preference_only
         self.usable = residency.usable
-        self.cap = self.usable if cap is None else int(cap)
+        self.headroom, self.cap = headroom_and_cap(self.usable, cap, headroom)
         self.max_duration = max_duration
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.clock = 0

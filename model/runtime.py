@@ -169,15 +169,17 @@ class MicroLedger(ClaimLedger):
 class MicroRuntime:
     def __init__(self, num_blocks: int, policy="hard_refuse",
                  protected_cap_blocks: Optional[int] = None, block_size: int = 16,
-                 telemetry: Optional[Telemetry] = None):
+                 telemetry: Optional[Telemetry] = None, headroom_blocks: Optional[int] = None):
         self.pool = BlockPool(num_blocks)
         self.block_size = block_size
-        cap = self.pool.usable if protected_cap_blocks is None else protected_cap_blocks
-        if not 0 <= cap <= self.pool.usable:
-            raise RuntimeUsageError("protected cap must be between 0 and the usable pool")
         residency = PoolResidency(self.pool)
-        self.ledger = MicroLedger(residency, policy=policy, cap=cap, telemetry=telemetry,
-                                  keep_ended=None)
+        try:
+            self.ledger = MicroLedger(residency, policy=policy, cap=protected_cap_blocks,
+                                      telemetry=telemetry, keep_ended=None,
+                                      headroom=headroom_blocks)
+        except ValueError as e:
+            raise RuntimeUsageError(str(e)) from None
+        cap = self.ledger.cap
         residency.tier_of = self._tier_of_hash
         self.policy: Policy = self.ledger.policy
         self.cap = cap

@@ -62,6 +62,7 @@ class ModelTarget:
     def reset(self, cfg: Config, policy: Policy) -> None:
         self.cfg, self.policy = cfg, policy
         self.rt = MicroRuntime(cfg.usable + 1, policy, protected_cap_blocks=cfg.cap,
+                               headroom_blocks=cfg.headroom,
                                block_size=BLOCK_SIZE, telemetry=Telemetry(run_id=self.run_id))
         for i, cc in enumerate(cfg.claims):
             self.rt.register_object(f"obj{i}", object_tokens(i, cc.footprint),

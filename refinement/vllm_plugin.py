@@ -208,7 +208,8 @@ class ClaimScheduler(Scheduler):
                       DEFAULT_EVENT_RING))
 
     def kvclaims_reset(self, policy: Any, cap: Optional[int] = None,
-                       telemetry: Optional[Telemetry] = None) -> ClaimArbiter:
+                       telemetry: Optional[Telemetry] = None,
+                       headroom: Optional[int] = None) -> ClaimArbiter:
         """A fresh arbiter (the previous one's pins are dropped first)."""
         old = getattr(self, "arbiter", None)
         if old is not None:
@@ -221,7 +222,8 @@ class ClaimScheduler(Scheduler):
             self.kv_cache_manager.block_pool, policy=policy, cap=cap, telemetry=telemetry,
             block_size=self.block_size,
             max_duration=_conf_int(conf, "max_claim_duration", DEFAULT_MAX_DURATION),
-            keep_ended=_conf_int(conf, "keep_ended", 4096))
+            keep_ended=_conf_int(conf, "keep_ended", 4096),
+            headroom=conf.get("headroom_blocks") if headroom is None else headroom)
         self._held: Dict[str, Any] = {}
         self._errors: Dict[str, str] = {}
         self.kvclaims_auto = True

@@ -79,6 +79,7 @@ class _VllmTarget:
         pool = self.driver.block_pool
         if self.arb is None:
             self.arb = ClaimArbiter(pool, policy=self._arbiter_policy(policy), cap=cfg.cap,
+                                    headroom=cfg.headroom,
                                     telemetry=Telemetry(run_id=self.run_id),
                                     block_size=BLOCK_SIZE)
         for i, cc in enumerate(cfg.claims):
@@ -469,7 +470,8 @@ class VllmPatchedEngineTarget(_VllmTarget):
             eng._abort(rid)
         eng.kvclaims_pending = set()
         sched = eng.scheduler
-        self.arb = sched.kvclaims_reset(policy, self.cfg.cap, Telemetry(run_id=self.run_id))
+        self.arb = sched.kvclaims_reset(policy, self.cfg.cap, Telemetry(run_id=self.run_id),
+                                        headroom=self.cfg.headroom)
         sched.kvclaims_auto = True
         sched.kvclaims_tick_per_step = False
         sched.max_defer_steps = self.MAX_DEFER_STEPS
