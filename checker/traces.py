@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from kvclaims.outputs import write_atomic
+
 from .bmc import Trace
 from .itf import write_itf
 
@@ -46,10 +48,9 @@ def save_counterexample(trace: Trace, out_dir: Path, source: str = "kvclaims") -
     """Write `trace` under out_dir/<policy>/<obligation>/ as trace.itf.json plus
     test_replay_<policy>_<obligation>.py (unique names, so pytest can collect a whole out/), and return the path of the ITF file."""
     d = trace_dir(out_dir, trace.policy, trace.goal)
-    d.mkdir(parents=True, exist_ok=True)
     p = d / "trace.itf.json"
     write_itf(trace, p, source=source)
     name = re.sub(r"\W", "_", f"replay_{trace.policy}_{trace.goal}").lower()
-    (d / f"test_{name}.py").write_text(REPLAY_TEMPLATE.format(
+    write_atomic(d / f"test_{name}.py", REPLAY_TEMPLATE.format(
         policy=trace.policy, goal=trace.goal, depth=trace.depth, name=name))
     return str(p)
