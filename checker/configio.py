@@ -176,11 +176,12 @@ def load_config(path: str) -> Config:
         raise UsageError(f"{path}: {e}") from None
 
 
-def parse_claim_option(s: str, i: int) -> ClaimConfig:
-    """FOOTPRINT[:PRED_LEN[:MODE[:DURATION]]], e.g. 3:2:hard_protected."""
+def parse_claim_option(s: str) -> Dict[str, Any]:
+    """FOOTPRINT[:PRED_LEN[:MODE[:DURATION]]], e.g. 3:2:hard_protected, as the codec's claim
+    table (config_from_dict checks it with the rest)."""
     parts = s.split(":")
     where = f"--claim {shown(s)}: "
-    if len(parts) > 4 or not all(p.isdigit() and len(p) <= 20
+    if len(parts) > 4 or not all(p.isascii() and p.isdigit() and len(p) <= 20
                                  for n, p in enumerate(parts) if n != 2 and p):
         raise UsageError(f"{where}expected FOOTPRINT[:PRED_LEN[:MODE[:DURATION]]]")
     d: Dict[str, Any] = {"footprint": int(parts[0]) if parts[0] else None}
@@ -190,4 +191,4 @@ def parse_claim_option(s: str, i: int) -> ClaimConfig:
         d["mode"] = parts[2]
     if len(parts) > 3 and parts[3]:
         d["duration"] = int(parts[3])
-    return claim_from_dict(d, i)
+    return d

@@ -39,11 +39,23 @@ TARGETS = {
     "vllm-patched-engine": "kvclaims.refinement.vllm_target:VllmPatchedEngineTarget",
 }
 
-def make_target(name: str):
+def target_class(name: str):
+    """The class of a target; UsageError when the name is unknown or its runtime (vLLM) is
+    not installed, so a command can check its target before any work."""
     if name not in TARGETS:
-        raise UsageError(f"unknown target '{name}' (choose from {', '.join(TARGETS)})")
+        raise UsageError(f"unknown target {shown(name)} (choose from {', '.join(TARGETS)})")
     mod, cls = TARGETS[name].split(":")
-    return getattr(importlib.import_module(mod), cls)()
+    try:
+        return getattr(importlib.import_module(mod), cls)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("vllm", "torch", "transformers"):
+            raise UsageError(f"target {name} needs vLLM, which is not installed "
+                             f"(make vllm, or pip install 'kvclaims[vllm]')") from None
+        raise
+
+
+def make_target(name: str):
+    return target_class(name)()
 
 
 @dataclass

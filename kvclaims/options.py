@@ -21,7 +21,7 @@ def int_in(lo: int, hi: int):
     """An argparse type: an integer in [lo, hi]."""
     def parse(text: str) -> int:
         t = text.strip()
-        if not (t.lstrip("+-").isdigit() and len(t) <= 20):
+        if not (t.isascii() and t.lstrip("+-").isdigit() and len(t) <= 20):
             raise argparse.ArgumentTypeError(f"'{text}' is not an integer")
         v = int(t)
         if not lo <= v <= hi:

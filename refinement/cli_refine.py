@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 from kvclaims.checker.configio import config_from_dict, resolve_policy
-from kvclaims.checker.litmus import TARGETS, make_target
+from kvclaims.checker.litmus import TARGETS, make_target, target_class
 from kvclaims.checker.steps import check_action, check_step
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError, shown
 from kvclaims.inputs import load_json
@@ -102,6 +102,7 @@ def main(argv) -> int:
     if not a.traces and not a.counterexample:
         raise UsageError("give trace files or --counterexample POLICY:OBLIGATION")
     from kvclaims.spec.obligations import OBLIGATIONS
+    target_class(a.target)
     wanted = []      # every argument checked before any search or replay starts
     for spec in a.counterexample:
         pol_name, _, ob = spec.partition(":")
