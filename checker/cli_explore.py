@@ -1,7 +1,8 @@
 """`kvclaims explore`: exhaustive bounded exploration of the spec for one configuration.
 
-The configuration comes from --config FILE (TOML or JSON, see checker/configs/) or from
-options (--usable, --cap, --claim, --request).  Exit 0 when no conformant policy violates an
+The configuration comes from --config FILE (TOML or JSON with usable, cap, claims and
+requests; claims as in docs/CONTRACT.md section 3) or from options (--usable, --cap, --claim,
+--request).  Exit 0 when no conformant policy violates an
 obligation, 12 when one does, 2 on bad input."""
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The litmus suite (CONTRACT.md section 8): scenario files in checker/litmus/*.toml, run against a
-target (the spec by default; any refinement target registered in TARGETS).
+"""The litmus suite (docs/CONTRACT.md section 8): scenario files in checker/litmus/*.toml, run
+against a target (the spec by default; any refinement target registered in TARGETS).
 
 A scenario is a named sequence of steps (action, slots, explicit choices) and, per variant
 (configuration: the paper's full size, scaled down) and per policy, the expected observations.

@@ -88,7 +88,7 @@ def in_conflict(ops, cfg, s, j):
 
 def infeasible(ops, cfg, s, j):
     """protected resident + active live > usable: it will not fit while the claims stand,
-    however long it waits (CONTRACT.md section 2)."""
+    however long it waits (docs/CONTRACT.md section 2)."""
     return protected_resident(ops, cfg, s) + cfg.requests[j].need > cfg.usable
 
 
@@ -378,7 +378,7 @@ def _naming_choices(cfg, pol):
 
 
 def _record_conflict(ops, cfg, pol, s, j, ch, ev, action):
-    """The conflict event of a deferral or refusal (CONTRACT.md section 7)."""
+    """The conflict event of a deferral or refusal (docs/CONTRACT.md section 7)."""
     truth = blocking_claims(ops, cfg, s)
     named = _naming(ops, pol, truth, ch, cfg.K)
     prot = protected_resident(ops, cfg, s)
