@@ -526,42 +526,80 @@ def _check_fuzz_run(args):
         assert len(text.strip().splitlines()) == 1, text
 
 
-def _itf_campaign(examples: int):
-    """Random damage to a valid trace, replayed and refined: exit 0, 12 or 2, never a crash."""
-    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
-    @given(data=st.data())
-    def campaign(itf_doc, tmp_path_factory, data):
-        p = _fuzz_itf(itf_doc, data, tmp_path_factory.mktemp("fuzz"))
-        _check_fuzz_run(["explore", "--replay", p])
-        _check_fuzz_run(["refine", p])
-    return campaign
+def _itf_case(itf_doc, data, tmp_path):
+    p = _fuzz_itf(itf_doc, data, tmp_path)
+    return [["explore", "--replay", p], ["refine", p]]
 
 
-test_fuzz_itf_replay_and_refine = _itf_campaign(40)
-test_fuzz_itf_replay_and_refine_long = pytest.mark.slow(_itf_campaign(1500))
-
-
-def _fuzz_config(data, tmp_path):
+def _config_case(itf_doc, data, tmp_path):
     base = {"usable": 4, "cap": 3, "claims": [{"footprint": 3, "pred_len": 2}],
             "requests": [{"need": 3}]}
     for _ in range(data.draw(st.integers(1, 2))):
         key = data.draw(st.sampled_from(["usable", "cap", "claims", "requests", "extra"]))
-        if key in ("claims", "requests") and data.draw(st.booleans()):
-            rec = base[key][0] if base[key] and isinstance(base[key], list) else {}
-            if isinstance(rec, dict):
-                rec[data.draw(st.sampled_from(["footprint", "pred_len", "mode", "need",
-                                               "owner", "duration", "predicate"]))] = \
-                    data.draw(JSON_VALUES)
+        records = base.get(key)
+        record = records[0] if isinstance(records, list) and records else None
+        if isinstance(record, dict) and data.draw(st.booleans()):
+            field = data.draw(st.sampled_from(["footprint", "pred_len", "mode", "need", "owner",
+                                               "duration", "predicate"]))
+            record[field] = data.draw(JSON_VALUES)
         else:
             base[key] = data.draw(JSON_VALUES)
     p = tmp_path / "fuzz.json"
     p.write_text(json.dumps(base))
-    return p
+    return [["explore", "--config", p, "--no-traces", "--policy", "hard_refuse",
+             "--max-clock", "1", "--max-states", "2000"]]
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
-@given(data=st.data())
-def test_fuzz_explore_config(tmp_path_factory, data):
-    p = _fuzz_config(data, tmp_path_factory.mktemp("fuzz"))
-    _check_fuzz_run(["explore", "--config", p, "--no-traces", "--policy", "hard_refuse",
-                     "--max-clock", "1", "--max-states", "2000"])
+def _damaged_bytes(data, original: bytes) -> bytes:
+    """The original with a few byte-level edits: a replaced, inserted or deleted run."""
+    b = bytearray(original)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(b)))
+        edit = data.draw(st.sampled_from(["replace", "insert", "delete"]))
+        run = data.draw(st.binary(min_size=1, max_size=4))
+        if edit == "delete":
+            del b[at:at + len(run)]
+        elif edit == "insert":
+            b[at:at] = run
+        else:
+            b[at:at + len(run)] = run
+    return bytes(b)
+
+
+def _litmus_case(itf_doc, data, tmp_path):
+    p = tmp_path / "fuzz.toml"
+    p.write_bytes(_damaged_bytes(data, L3.encode()))
+    return [["litmus", p]]
+
+
+_GOOD_TELEMETRY: list = []
+
+
+def _observe_case(itf_doc, data, tmp_path):
+    if not _GOOD_TELEMETRY:      # one run's events (ids and timestamps differ between runs)
+        _GOOD_TELEMETRY.append(("\n".join(_events(tmp_path)) + "\n").encode())
+    p = tmp_path / "fuzz.jsonl"
+    p.write_bytes(_damaged_bytes(data, _GOOD_TELEMETRY[0]))
+    return [["observe", p]]
+
+
+def _campaign(examples: int, case):
+    """`examples` damaged inputs from `case`, each run through the CLI: exit 0, 12 or 2 (with
+    one line), never a crash."""
+    @settings(max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(data=st.data())
+    def campaign(itf_doc, tmp_path_factory, data):
+        for args in case(itf_doc, data, tmp_path_factory.mktemp("fuzz")):
+            _check_fuzz_run(args)
+    return campaign
+
+
+test_fuzz_itf = _campaign(30, _itf_case)
+test_fuzz_explore_config = _campaign(30, _config_case)
+test_fuzz_litmus_toml = _campaign(20, _litmus_case)
+test_fuzz_observe_jsonl = _campaign(30, _observe_case)
+# the long campaigns (pytest --slow): about 4,000 damaged inputs
+test_fuzz_itf_long = pytest.mark.slow(_campaign(1200, _itf_case))
+test_fuzz_explore_config_long = pytest.mark.slow(_campaign(1000, _config_case))
+test_fuzz_litmus_toml_long = pytest.mark.slow(_campaign(600, _litmus_case))
+test_fuzz_observe_jsonl_long = pytest.mark.slow(_campaign(1000, _observe_case))
