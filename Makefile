@@ -20,7 +20,7 @@ check-spec: $(STAMP)
 	$(BIN)/kvclaims check
 	$(BIN)/kvclaims explore --check-manifest
 
-test: $(STAMP) $(VLLM_STAMP)
+test: $(STAMP) $(VLLM_STAMP) browser
 	$(BIN)/python -m pytest
 
 # ruff, configured in pyproject.toml ([tool.ruff]); zero findings expected
@@ -78,5 +78,36 @@ bench-explore: $(STAMP)
 bench-vllm: $(VLLM_STAMP)
 	$(BIN)/python bench/bench_vllm.py
 
+# The patched engine under random load (kvclaims load), 5 minutes per (engine, policy):
+# bench/load.json and BENCHMARKS.md's load section.
+.PHONY: bench-load
+
+bench-load: $(VLLM_STAMP)
+	$(BIN)/python bench/bench_load.py
+
 .PHONY: bench
-bench: bench-spec bench-explore bench-model bench-vllm
+bench: bench-spec bench-explore bench-model bench-vllm bench-load bench-validate
+
+# Trace validation (kvclaims validate, issue 11): the 100,000-event benchmark (bench/validate.json),
+# and the paper's artifact traces from a local checkout (the project ships no copy of them):
+#   make validate-artifact ARTIFACT=/path/to/kv-residency-vllm-arbiter
+.PHONY: bench-validate validate-artifact
+
+bench-validate: $(STAMP)
+	$(BIN)/python bench/bench_validate.py
+
+validate-artifact: $(STAMP)
+	@test -n "$(ARTIFACT)" || { echo "usage: make validate-artifact ARTIFACT=DIR (a checkout of gustavgauge/kv-residency-vllm-arbiter)"; exit 2; }
+	mkdir -p out
+	$(BIN)/python -m kvclaims.checker.artifact_runs "$(ARTIFACT)" --json out/artifact-verdicts.json
+
+# Conformance profiles (checker/conform/): the verdict matrix of the shipped descriptors, its
+# JSON rows and report page.  The page is checked in headless Chromium by the tests: Debian's
+# package, installed when missing.
+.PHONY: conform browser
+
+conform: $(STAMP)
+	$(BIN)/kvclaims conform --json out/conform.json --html out/conform.html
+
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium; }

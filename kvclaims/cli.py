@@ -28,6 +28,13 @@ SUBCOMMANDS = {
                "replay traces on a target and check every step against the spec"),
     "observe": ("kvclaims.model.cli:observe",
                 "reconstruct claims, conflicts and outcomes from a telemetry file alone"),
+    "validate": ("kvclaims.checker.cli_validate:main",
+                 "validate a runtime's telemetry trace against the spec, per obligation"),
+    "conform": ("kvclaims.checker.conform.cli:main",
+                "classify each (runtime, protection mode) of runtime descriptors, failing "
+                "closed"),
+    "load": ("kvclaims.refinement.load:main",
+             "drive the patched vLLM engine with random multi-tenant load, observer as oracle"),
 }
 
 EPILOG = ("exit codes: 0 as expected, 12 an unexpected verdict or violation, 2 bad usage or "

@@ -153,25 +153,38 @@ def _lines(path: str):
                 raise TelemetryError(f"{path}:{n}: line longer than the limit of "
                                      f"{MAX_LINE_BYTES} bytes")
             try:
-                yield n, raw.decode("utf-8")
+                yield n, raw.decode("utf-8"), raw.endswith(b"\n")
             except UnicodeDecodeError as e:
                 raise TelemetryError(f"{path}:{n}: not UTF-8 (byte {e.start})") from None
 
 
-def read_jsonl(path: str, validate: bool = True) -> List[Dict[str, Any]]:
-    """Events of a JSON Lines file; TelemetryError names the first bad line."""
-    out = []
+def json_lines(path: str) -> List[Tuple[int, Dict[str, Any]]]:
+    """(line number, object) of every non-blank line, bounded (kvclaims.limits); TelemetryError
+    names the first bad line.  A last line cut short (no newline, not JSON) is reported as
+    truncated: the writer stopped."""
     if os.path.isdir(path):
         raise TelemetryError(f"{path}: is a directory, expected a JSON Lines file")
-    for n, line in _lines(path):
+    out = []
+    for n, line, complete in _lines(path):
         if not line.strip():
             continue
         try:
             ev = parse_json(line, f"{path}:{n}")
         except UsageError as e:
+            if not complete and "not JSON" in str(e):
+                raise TelemetryError(f"{path}:{n}: truncated (last line is not a whole "
+                                     f"event)") from None
             raise TelemetryError(str(e)) from None
         if not isinstance(ev, dict):
             raise TelemetryError(f"{path}:{n}: an event must be a JSON object")
+        out.append((n, ev))
+    return out
+
+
+def read_jsonl(path: str, validate: bool = True) -> List[Dict[str, Any]]:
+    """Events of a JSON Lines file; TelemetryError names the first bad line."""
+    out = []
+    for n, ev in json_lines(path):
         if validate:
             errs = schema_errors(ev)
             if errs:
@@ -342,12 +355,22 @@ class _Observer:
         if t in CLAIM_STATUS:
             self.claim_event(ev)
         elif t == "object_stored":
-            self.resident.pop(ev["object_id"], None)
-            held = sum(len(r) for r in self.resident.values()) + ev.get("blocks", 0)
+            # `positions`: the logical positions that became resident (a runtime whose
+            # objects grow after acceptance); without it, the whole prefix of `blocks`.
+            # Positions held are bounded so a hostile trace cannot exhaust memory.
+            ps = ev.get("positions")
+            if not isinstance(ps, list):
+                self.resident.pop(ev["object_id"], None)
+            held = sum(len(r) for r in self.resident.values()) + \
+                (len(ps) if isinstance(ps, list) else ev.get("blocks", 0))
             if held > MAX_RESIDENT_POSITIONS:
                 raise TelemetryError(f"event seq {ev.get('seq')}: more than the limit of "
                                      f"{MAX_RESIDENT_POSITIONS} resident block positions")
-            self.resident[ev["object_id"]] = set(range(ev.get("blocks", 0)))
+            if isinstance(ps, list):
+                self.resident.setdefault(ev["object_id"], set()).update(
+                    p for p in ps if isinstance(p, int))
+            else:
+                self.resident[ev["object_id"]] = set(range(ev.get("blocks", 0)))
         elif t == "conflict":
             self.conflict(ev)
         elif t in REQUEST_STATUS:

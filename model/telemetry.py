@@ -9,7 +9,8 @@ import time
 import uuid
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, IO, Iterable, List, Optional
+from collections import deque
+from typing import Any, Deque, Dict, IO, Iterable, List, Optional, Union
 
 from kvclaims.spec.events import EVENT_TYPES
 
@@ -18,17 +19,21 @@ SCHEMA_PATH = Path(__file__).with_name("telemetry.schema.json")
 
 
 class Telemetry:
-    """Event sink.  `keep`: hold events in memory (`events`); `path`/`stream`: append each
-    event as one JSON line.  With neither, events are built and dropped (benchmarks)."""
+    """Event sink.  `keep`: hold events in memory (`events`): True keeps them all (tests,
+    refinement), an integer n only the last n (a server's bounded ring); `path`/`stream`:
+    append each event as one JSON line.  With neither, events are built and dropped."""
 
     def __init__(self, run_id: Optional[str] = None, path: Optional[str] = None,
-                 stream: Optional[IO[str]] = None, keep: bool = True, clock=time.time):
+                 stream: Optional[IO[str]] = None, keep: Union[bool, int] = True,
+                 clock=time.time):
         self.run_id = run_id or uuid.uuid4().hex[:12]
         self.seq = 0
-        self.keep = keep
-        self.events: List[Dict[str, Any]] = []
+        self.keep = bool(keep)
+        self.events: Union[List[Dict[str, Any]], Deque[Dict[str, Any]]] = (
+            deque(maxlen=keep) if keep is not True and keep else [])
         self._clock = clock
-        self._own = open(path, "a", encoding="utf-8") if path else None
+        # line-buffered: a server killed at shutdown loses no whole event
+        self._own = open(path, "a", encoding="utf-8", buffering=1) if path else None
         self._stream = self._own or stream
 
     def emit(self, type_: str, **fields: Any) -> Dict[str, Any]:
@@ -43,6 +48,10 @@ class Telemetry:
         if self._stream is not None:
             self._stream.write(json.dumps(ev, separators=(",", ":")) + "\n")
         return ev
+
+    def flush(self) -> None:
+        if self._stream is not None:
+            self._stream.flush()
 
     def close(self) -> None:
         if self._own is not None:

@@ -342,22 +342,45 @@ def unpin_blocks(block_pool: Any, blocks_tail_first: list[Any]) -> None:
     block_pool.free_blocks(blocks_tail_first)
 
 
-def install_eviction_hook(block_pool: Any, on_evict: Callable[[Any, bytes], None]) -> None:
-    """Call ``on_evict(block, block_hash)`` whenever the pool evicts a cached block to
-    hand it out again. vLLM calls ``_maybe_evict_cached_block`` on every block it pops
-    from the free queue; the hook adds one Python call per allocated block."""
-    original = (getattr(block_pool, "_kvclaims_original_evict", None)
-                or block_pool._maybe_evict_cached_block)
-    block_pool._kvclaims_original_evict = original   # a later hook replaces, never stacks
+def _block_hashes(block_pool: Any, block: Any) -> list[bytes]:
+    """Every prefix hash a pool block carries (its own, and any moved onto it)."""
+    keys = [block.block_hash] if block.block_hash is not None else []
+    keys.extend(getattr(block_pool, "cached_block_hashes_by_block", {}).get(block.block_id, ()))
+    strip = getattr(kv_cache_utils, "get_block_hash", None)
+    return [bytes(strip(k)) if strip is not None else bytes(k) for k in keys]
+
+
+def install_pool_hooks(block_pool: Any, on_stored: Callable[[Any, bytes], None],
+                       on_evict: Callable[[Any, bytes], None]) -> None:
+    """Call ``on_stored(block, hash)`` when a block enters the prefix cache under a hash, and
+    ``on_evict(block, hash)`` for each hash a cached block loses when the pool evicts it to
+    hand it out again. vLLM enters every cached hash through ``_insert_block_hash`` and
+    calls ``_maybe_evict_cached_block`` on every block it pops from the free queue (and on
+    ``evict_blocks``): one Python call per block. A later install replaces, never stacks."""
+    evict0 = (getattr(block_pool, "_kvclaims_original_evict", None)
+              or block_pool._maybe_evict_cached_block)
+    insert0 = (getattr(block_pool, "_kvclaims_original_insert", None)
+               or block_pool._insert_block_hash)
+    block_pool._kvclaims_original_evict = evict0
+    block_pool._kvclaims_original_insert = insert0
+    strip = getattr(kv_cache_utils, "get_block_hash", None)
 
     def evict(block: Any) -> bool:
-        h = pool_block_hash(block) if block.block_hash is not None else None
-        evicted = original(block)
-        if evicted and h is not None:
-            on_evict(block, h)
+        if block.block_hash is None:     # never cached (a second hash needs a first)
+            return evict0(block)
+        hashes = _block_hashes(block_pool, block)
+        evicted = evict0(block)
+        if evicted:
+            for h in hashes:
+                on_evict(block, h)
         return evicted
 
+    def insert(key: Any, block: Any, num_tokens: Any) -> None:
+        insert0(key, block, num_tokens)
+        on_stored(block, bytes(strip(key)) if strip is not None else bytes(key))
+
     block_pool._maybe_evict_cached_block = evict
+    block_pool._insert_block_hash = insert
 
 
 def request_block_hashes(request: Request) -> list[bytes]:
@@ -371,6 +394,14 @@ def request_extra_args(request: Request) -> dict[str, Any]:
     return extra if isinstance(extra, dict) else {}
 
 
+def request_peak_blocks(request: Request, block_size: int) -> int:
+    """Blocks a request holds once the KV of its last token is written: its prompt plus
+    ``max_tokens - 1`` generated tokens (the last sampled token's KV is never computed)."""
+    prompt = int(getattr(request, "num_prompt_tokens", 0) or request.num_tokens)
+    extra = max(0, int(getattr(request, "max_tokens", 1) or 1) - 1)
+    return -(-(prompt + extra) // block_size)
+
+
 def request_cache_salt(request: Request) -> str | None:
     return getattr(request, "cache_salt", None)
 
@@ -382,6 +413,17 @@ def request_block_ids(manager: KVCacheManager, request_id: str) -> list[int]:
 def scheduled_new_request_ids(scheduler_output: Any) -> list[str]:
     """Requests whose first allocation happened in this ``schedule()`` call."""
     return [r.req_id for r in scheduler_output.scheduled_new_reqs]
+
+
+def scheduled_request_ids(scheduler_output: Any) -> list[str]:
+    """Every request given tokens in this ``schedule()`` call."""
+    return list(scheduler_output.num_scheduled_tokens)
+
+
+def scheduled_resumed_request_ids(scheduler_output: Any) -> list[str]:
+    """Requests resumed in this ``schedule()`` call after vLLM preempted them."""
+    cached = getattr(scheduler_output, "scheduled_cached_reqs", None)
+    return sorted(getattr(cached, "resumed_req_ids", None) or ())
 
 
 def finished_request_ids(engine_outputs: Any) -> list[str]:

@@ -47,6 +47,29 @@ from kvclaims.refinement.vllm_sched import StepOutcome, SteppedDriver  # noqa: E
 GPU_MEMORY_UTILIZATION = 0.25
 
 
+def engine_kwargs(num_blocks: int, block_size: int, model_path: Any,
+                  **extra: Any) -> dict[str, Any]:
+    """``vllm.LLM`` keywords for the tiny Llama over a pool of exactly ``num_blocks`` blocks
+    (in-process or multi-process alike: that is decided by the environment)."""
+    return dict(
+        model=str(model_path),
+        skip_tokenizer_init=True,
+        enable_prefix_caching=True,
+        num_gpu_blocks_override=num_blocks,
+        block_size=block_size,
+        max_model_len=(num_blocks - 1) * block_size,
+        distributed_executor_backend="uni",
+        dtype="float32",
+        enforce_eager=True,
+        seed=0,
+        # On the CPU backend this is the fraction of the NUMA node's memory that must
+        # be free at start-up; the pool itself is fixed by num_gpu_blocks_override.
+        gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
+        kv_events_config={"enable_kv_cache_events": True, "publisher": "null"},
+        **extra,  # e.g. scheduler_cls and additional_config for the claim arbiter
+    )
+
+
 class VllmEngine(SteppedDriver):
     """An in-process ``vllm.LLM`` with a pool of ``num_blocks`` blocks of ``block_size``."""
 
@@ -60,23 +83,7 @@ class VllmEngine(SteppedDriver):
         self.num_blocks = num_blocks
         self.block_size = block_size
         self.model_path = ensure_tiny_llama(model_path)
-        self.llm = LLM(
-            model=str(self.model_path),
-            skip_tokenizer_init=True,
-            enable_prefix_caching=True,
-            num_gpu_blocks_override=num_blocks,
-            block_size=block_size,
-            max_model_len=(num_blocks - 1) * block_size,
-            distributed_executor_backend="uni",
-            dtype="float32",
-            enforce_eager=True,
-            seed=0,
-            # On the CPU backend this is the fraction of the NUMA node's memory that must
-            # be free at start-up; the pool itself is fixed by num_gpu_blocks_override.
-            gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
-            kv_events_config={"enable_kv_cache_events": True, "publisher": "null"},
-            **llm_kwargs,  # e.g. scheduler_cls and additional_config for the claim arbiter
-        )
+        self.llm = LLM(**engine_kwargs(num_blocks, block_size, self.model_path, **llm_kwargs))
         self.engine = self.llm.llm_engine
         self.scheduler = va.engine_scheduler(self.llm)
         self._setup_observation()

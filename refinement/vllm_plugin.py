@@ -50,9 +50,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from vllm.v1.core.sched.scheduler import Scheduler
 
 from kvclaims.model.claims import (CacheIdentity, ClaimError, ClaimSpec, Predicate,
-                                   parse_mode)
+                                   parse_mode, validate_claim)
 from kvclaims.model.telemetry import Telemetry
-from kvclaims.spec.vocab import RESPONSIBLE, Mode
+from kvclaims.spec.vocab import RESPONSIBLE, Mode, RequestStatus as RS
 
 from . import vllm_adapter as va
 from .vllm_arbiter import ClaimArbiter
@@ -61,6 +61,18 @@ CLAIM_KEY = "kvclaims_claim"
 TENANT_KEY = "kvclaims_tenant"
 RELEASE_KEY = "kvclaims_release"
 SCHEDULER_CLS = "kvclaims.refinement.vllm_plugin.ClaimScheduler"
+
+# Server defaults (additional_config["kvclaims"] overrides each): how long a deferred request
+# may wait before it is refused, the longest claim duration accepted, the telemetry events
+# kept in memory (the file, when configured, has them all).
+DEFAULT_MAX_DEFER_STEPS = 256
+DEFAULT_MAX_DURATION = 1_000_000
+DEFAULT_EVENT_RING = 10_000
+
+
+class ClaimRejected(ClaimError):
+    """A well-formed claim that acceptance control rejected: the request is not served
+    without the claim it asked for (fail closed), and the client is told why."""
 
 
 def register() -> None:
@@ -73,26 +85,68 @@ def _int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+# Limits on what a client may send as a claim: a claim is a handful of short fields.
+MAX_CLAIM_CHARS = 4096
+MAX_CLAIM_DEPTH = 4
+
+
+def _depth(s: str) -> int:
+    """Nesting depth of a JSON text, counted without parsing it (so a hostile text cannot
+    exhaust the parser's recursion); brackets inside strings are skipped."""
+    depth = best = 0
+    in_str = esc = False
+    for ch in s:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def _decode_claim(raw: Any) -> Any:
+    """The claim object from extra_args: a dict, or (vllm_xargs) a JSON string of one,
+    within the size and depth limits."""
+    if isinstance(raw, str):
+        if len(raw) > MAX_CLAIM_CHARS:
+            raise ClaimError(f"{CLAIM_KEY} is longer than {MAX_CLAIM_CHARS} characters")
+        if _depth(raw) > MAX_CLAIM_DEPTH:
+            raise ClaimError(f"{CLAIM_KEY} is nested deeper than {MAX_CLAIM_DEPTH} levels")
+        try:
+            raw = json.loads(raw)
+        except ValueError as e:
+            raise ClaimError(f"{CLAIM_KEY} is not valid JSON ({e.msg})") from None
+    elif isinstance(raw, dict):
+        if _depth(json.dumps(raw, default=str)) > MAX_CLAIM_DEPTH:
+            raise ClaimError(f"{CLAIM_KEY} is nested deeper than {MAX_CLAIM_DEPTH} levels")
+    if not isinstance(raw, dict):
+        raise ClaimError(f"{CLAIM_KEY} must be an object (or a JSON string of one)")
+    return raw
+
+
 def parse_claim(extra: Dict[str, Any], hashes: List[bytes], salt: Optional[str],
                 block_size: int, model_id: str) -> Optional[ClaimSpec]:
-    """The claim a request carries, or None; ClaimError names what is wrong with it."""
+    """The claim a request carries, validated, or None; ClaimError names what is wrong."""
     raw = extra.get(CLAIM_KEY)
     tenant = extra.get(TENANT_KEY)
     if tenant is not None and (not isinstance(tenant, str) or not tenant):
         raise ClaimError(f"{TENANT_KEY} must be a non-empty string")
     if raw is None:
         return None
-    if isinstance(raw, str):            # vllm_xargs: the claim object as a JSON string
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            pass
-    if not isinstance(raw, dict):
-        raise ClaimError(f"{CLAIM_KEY} must be an object (or a JSON string of one)")
+    raw = _decode_claim(raw)
     unknown = set(raw) - {"claim_id", "object_id", "owner_scope", "protection_mode",
                           "predicate", "footprint_blocks", "duration", "cache_identity"}
     if unknown:
-        raise ClaimError(f"unknown claim field(s) {sorted(unknown)}")
+        raise ClaimError(f"unknown claim field(s) {sorted(map(str, unknown))}")
     owner = raw.get("owner_scope", tenant)
     if owner is None:
         raise ClaimError("owner_scope (or kvclaims_tenant) is required")
@@ -108,7 +162,7 @@ def parse_claim(extra: Dict[str, Any], hashes: List[bytes], salt: Optional[str],
         raise ClaimError(f"unknown predicate kind {kind!r}")
     if not _int(k) or not _int(start):
         raise ClaimError("predicate k and start must be integers")
-    footprint = raw.get("footprint_blocks", start + k if _int(k) and _int(start) else None)
+    footprint = raw.get("footprint_blocks", start + k)
     if not _int(footprint) or footprint <= 0:
         raise ClaimError("footprint_blocks must be a positive integer")
     if footprint > len(hashes):
@@ -123,9 +177,18 @@ def parse_claim(extra: Dict[str, Any], hashes: List[bytes], salt: Optional[str],
         raise ClaimError("cache_identity.salt_namespace differs from the request's cache salt")
     if ident.get("block_size", block_size) != block_size:
         raise ClaimError(f"cache_identity.block_size differs from the engine's {block_size}")
-    return ClaimSpec(raw.get("claim_id"), owner, identity, raw.get("object_id"),
+    duration = raw.get("duration")
+    spec = ClaimSpec(raw.get("claim_id"), owner, identity, raw.get("object_id"),
                      Predicate(start, k), footprint, parse_mode(raw.get("protection_mode")),
-                     raw.get("duration"))
+                     duration)
+    return validate_claim(spec, footprint)
+
+
+def _conf_int(conf: Dict[str, Any], key: str, default: int, lo: int = 1) -> int:
+    v = conf.get(key, default)
+    if not _int(v) or v < lo:
+        raise ValueError(f"kvclaims.{key} must be an integer >= {lo}, got {v!r}")
+    return v
 
 
 class ClaimScheduler(Scheduler):
@@ -135,26 +198,37 @@ class ClaimScheduler(Scheduler):
         super().__init__(*args, **kwargs)
         extra = getattr(self.vllm_config, "additional_config", None) or {}
         conf = extra.get("kvclaims", {}) if isinstance(extra, dict) else {}
+        self.kvclaims_conf = dict(conf)
+        keep = conf.get("keep_events", DEFAULT_EVENT_RING)
         self.kvclaims_reset(
             conf.get("policy", os.environ.get("KVCLAIMS_POLICY", "hard_refuse")),
             conf.get("cap_blocks"),
             Telemetry(path=conf.get("telemetry_path", os.environ.get("KVCLAIMS_TELEMETRY")),
-                      keep=bool(conf.get("keep_events", True))))
+                      keep=keep if _int(keep) or isinstance(keep, bool) else
+                      DEFAULT_EVENT_RING))
 
     def kvclaims_reset(self, policy: Any, cap: Optional[int] = None,
                        telemetry: Optional[Telemetry] = None) -> ClaimArbiter:
         """A fresh arbiter (the previous one's pins are dropped first)."""
         old = getattr(self, "arbiter", None)
         if old is not None:
-            for obj in old.objects.values():
+            for obj in list(old.objects.values()):
                 obj.claims.clear()
                 old.refresh(obj)
-        self.arbiter = ClaimArbiter(self.kv_cache_manager.block_pool, policy=policy, cap=cap,
-                                    telemetry=telemetry, block_size=self.block_size)
-        self._arrived: List[Any] = []
+        conf = getattr(self, "kvclaims_conf", {})
+        self.max_defer_steps = _conf_int(conf, "max_defer_steps", DEFAULT_MAX_DEFER_STEPS)
+        self.arbiter = ClaimArbiter(
+            self.kv_cache_manager.block_pool, policy=policy, cap=cap, telemetry=telemetry,
+            block_size=self.block_size,
+            max_duration=_conf_int(conf, "max_claim_duration", DEFAULT_MAX_DURATION),
+            keep_ended=_conf_int(conf, "keep_ended", 4096))
         self._held: Dict[str, Any] = {}
         self._errors: Dict[str, str] = {}
         self.kvclaims_auto = True
+        # the logical clock advances once per engine step; a refinement driver that plays
+        # the spec's own tick steps turns this off (the clock is then the spec's)
+        self.kvclaims_tick_per_step = bool(conf.get("tick_per_step", True))
+        self.kvclaims_steps = 0
         model = getattr(self.vllm_config.model_config, "model", "model")
         self._model_id = str(model)
         return self.arbiter
@@ -163,128 +237,206 @@ class ClaimScheduler(Scheduler):
 
     def add_request(self, request: Any) -> None:
         super().add_request(request)
-        extra = va.request_extra_args(request)
-        if not any(k.startswith("kvclaims_") for k in extra):
-            self._arrived.append(request)
-            return
-        rid = request.request_id
-        arb = self.arbiter
         try:
-            hashes = va.request_block_hashes(request)
-            spec = parse_claim(extra, hashes, va.request_cache_salt(request), self.block_size,
-                               self._model_id)
-            release = extra.get(RELEASE_KEY)
-            if release is not None:
-                if not isinstance(release, str) or release not in arb.claims:
-                    raise ClaimError(f"{RELEASE_KEY}: unknown claim {release!r}")
-                actor = extra.get(TENANT_KEY) or ""
-                arb.release(release, actor)
-                if arb.claims[release].status in RESPONSIBLE:   # release_denied emitted
-                    raise ClaimError(f"{RELEASE_KEY}: tenant {actor!r} may not release "
-                                     f"claim {release!r}: only its owner may")
-            if spec is not None:
-                obj = arb.objects.get(spec.object_id)
-                mine = hashes[:spec.footprint_blocks]
-                if obj is not None and obj.owner != spec.owner_scope:
-                    raise ClaimError(f"object {spec.object_id!r} belongs to another tenant")
-                if obj is not None and obj.hashes != mine:
-                    raise ClaimError(f"object {spec.object_id!r} is registered with "
-                                     f"different content")
-                if spec.claim_id in arb.claims:
-                    raise ClaimError(f"claim_id {spec.claim_id!r} is already in use")
-                arb.register_object(spec.object_id, mine, owner=spec.owner_scope,
-                                    salt=va.request_cache_salt(request))
-                arb.submit(spec)
-        except (ClaimError, TypeError, ValueError) as e:
-            arb._count("bad_input")
-            self._errors[rid] = f"kvclaims: bad claim: {e}"
-            va.remove_waiting(self, [request])
+            self._claim_on_arrival(request)
+        except Exception as e:  # noqa: BLE001 - no claim may reach the engine core's loop
+            msg = e.args[0] if isinstance(e, ClaimError) and e.args else (
+                f"{type(e).__name__}: {e}")
+            if isinstance(e, ClaimRejected):
+                self._fail(request, f"kvclaims: claim rejected: {str(msg)[:300]}")
+                return
+            self.arbiter.count("bad_input")
+            self._fail(request, f"kvclaims: bad claim: {str(msg)[:300]}")
+
+    def _fail(self, request: Any, reason: str) -> None:
+        """End this request with an error at the next output (it never runs)."""
+        self._errors[request.request_id] = reason
+        self._held.pop(request.request_id, None)
+        va.remove_waiting(self, [request])
+
+    def _claim_on_arrival(self, request: Any) -> None:
+        extra = va.request_extra_args(request)
+        if not any(isinstance(k, str) and k.startswith("kvclaims_") for k in extra):
             return
-        self._arrived.append(request)
+        arb = self.arbiter
+        hashes = va.request_block_hashes(request)
+        salt = va.request_cache_salt(request)
+        spec = parse_claim(extra, hashes, salt, self.block_size, self._model_id)
+        release = extra.get(RELEASE_KEY)
+        if release is not None:
+            if not isinstance(release, str) or release not in arb.claims:
+                shown = release if _int(release) else repr(str(release)[:80])
+                raise ClaimError(f"{RELEASE_KEY}: unknown claim {shown}")
+            actor = extra.get(TENANT_KEY) or ""
+            arb.release(release, actor)
+            if arb.claims[release].status in RESPONSIBLE:   # release_denied emitted
+                raise ClaimError(f"{RELEASE_KEY}: tenant {actor!r} may not release "
+                                 f"claim {release!r}: only its owner may")
+        if spec is None:
+            return
+        mine = hashes[:spec.footprint_blocks]
+        obj = arb.objects.get(spec.object_id)
+        if obj is not None and arb.live_claims(obj):
+            if obj.owner != spec.owner_scope:
+                raise ClaimError(f"object {spec.object_id!r} belongs to another tenant")
+            if obj.hashes != mine:
+                raise ClaimError(f"object {spec.object_id!r} is registered with "
+                                 f"different content")
+        if spec.claim_id in arb.claims:
+            raise ClaimError(f"claim_id {spec.claim_id!r} is already in use")
+        if obj is not None and not arb.live_claims(obj):
+            arb.forget_object(obj)          # an earlier claim's record, ended: start afresh
+        arb.register_object(spec.object_id, mine, owner=spec.owner_scope, salt=salt)
+        decision = arb.submit(spec)
+        if not decision.accepted:
+            obj = arb.objects[spec.object_id]
+            if not arb.live_claims(obj):
+                arb.forget_object(obj)
+            raise ClaimRejected(decision.reason)
 
     # --- arbitration --------------------------------------------------------------------------
 
-    def _need(self, request: Any) -> int:
-        """Blocks the request would take from the free queue: its prompt's blocks minus
-        the prefix hits already held by someone, plus evictable hits it would revive."""
+    def _blocks(self, request: Any) -> int:
+        return -(-request.num_tokens // self.block_size)
+
+    def _need(self, request: Any) -> Tuple[int, int, int]:
+        """(new blocks now, new blocks at its peak, live blocks at its peak): what the request
+        takes from the free queue when admitted (its prompt's blocks minus prefix hits someone
+        already holds, plus evictable hits it revives), what it will have taken once its
+        last token's KV is written, and what it then holds. The peak decides feasibility:
+        a request whose generation cannot fit beside the claims can never finish."""
         blocks, hit_tokens = va.get_computed_blocks(self.kv_cache_manager, request)
-        total = -(-request.num_tokens // self.block_size)
+        total = self._blocks(request)
         hit = hit_tokens // self.block_size
         revive = sum(1 for b in blocks.blocks[0][:hit] if b.ref_cnt == 0) if hit else 0
-        return total - hit + revive
+        need = total - hit + revive
+        peak = max(total, va.request_peak_blocks(request, self.block_size))
+        return need, need + peak - total, peak
 
-    def _arbitrate(self) -> None:
+    def _waiting_heads(self) -> None:
+        """Walk vLLM's waiting queue from its head while the head cannot be allocated
+        beside the protected claims: such a request is deferred and held outside the
+        queue, so it never blocks the requests behind it (vLLM stops its scan at the first
+        request it cannot allocate)."""
         arb = self.arbiter
-        arrived, self._arrived = self._arrived, []
-        if arb.protected_resident:
-            for req in arrived:
-                rid = req.request_id
-                if rid in self._errors or req.is_finished() or req.num_computed_tokens:
-                    continue
-                if -(-req.num_tokens // self.block_size) <= arb.free_blocks():
-                    continue        # fits whatever it hits: no prefix lookup needed
-                need = self._need(req)
-                if arb.in_conflict(need) and arb.defer(rid, need):
-                    va.remove_waiting(self, [req])
-                    self._held[rid] = req
+        while self.waiting:
+            req = self.waiting.peek_request()
+            if req.num_computed_tokens or req.request_id in self._errors:
+                return
+            if self._blocks(req) <= arb.free_blocks():
+                return          # fits whatever it hits: vLLM takes it
+            need, peak_new, live = self._need(req)
+            if not arb.in_conflict(need):
+                return
+            if not arb.protected_resident:
+                return          # only running requests stand in the way: vLLM waits
+            if not arb.defer(req.request_id, need, live, peak_new):
+                return
+            va.remove_waiting(self, [req])
+            self._held[req.request_id] = req
+
+    def _arbitrate_held(self) -> None:
+        arb = self.arbiter
+        requeue = []
         for rid, req in list(self._held.items()):
-            need = self._need(req)
-            if arb.in_conflict(need) and arb.infeasible(need):
-                blocking = arb.blocking_claims()
-                if blocking and all(arb.claims[c].spec.duration is not None
-                                    and arb.claims[c].spec.protection_mode == Mode.EXPIRING
-                                    for c in blocking):
-                    continue        # every claim in the way expires: wait for it
-                if arb.policy.demote_on_conflict:
-                    for cid in arb.blocking_claims():
-                        if arb.in_conflict(need):
-                            arb.demote(cid, rid, need)
-                elif arb.refuse(rid, need):
-                    named = ", ".join(arb.requests[rid].named) or "none"
-                    self._errors[rid] = (f"kvclaims: refused: blocking claims {named} "
-                                         f"(infeasible: protected {arb.protected_resident} + "
-                                         f"{need} > usable {arb.usable})")
-                    del self._held[rid]
-                    continue
+            need, peak_new, live = self._need(req)
+            if (arb.in_conflict(need) and arb.infeasible(peak_new)
+                    and arb.policy.demote_on_conflict):
+                for cid in arb.blocking_claims():
+                    if arb.in_conflict(need) or arb.infeasible(peak_new):
+                        arb.demote(cid, rid, need, force=True)
             if not arb.in_conflict(need):
                 del self._held[rid]
-                va.requeue_waiting(self, req)
+                requeue.append(req)
+                continue
+            waited = arb.clock - arb.requests[rid].deferred_at
+            if arb.infeasible(peak_new) and not self._waits_for_expiry(waited):
+                why = (f"infeasible: protected {arb.protected_resident} + {peak_new} > usable "
+                       f"{arb.usable}")
+            elif waited >= self.max_defer_steps:
+                why = f"waited {waited} steps (bound {self.max_defer_steps})"
+            else:
+                continue
+            if arb.refuse(rid, need, live, peak_new, reason=why):
+                named = ", ".join(arb.requests[rid].named) or "none"
+                self._fail(req, f"kvclaims: refused: blocking claims {named} ({why})")
+        for req in reversed(requeue):           # oldest ends up first
+            va.requeue_waiting(self, req)
+
+    def _waits_for_expiry(self, waited: int) -> bool:
+        """Every claim in the way expires by itself: wait for it, within the bound."""
+        arb = self.arbiter
+        blocking = arb.blocking_claims()
+        return bool(blocking) and waited < self.max_defer_steps and all(
+            arb.claims[c].spec.protection_mode == Mode.EXPIRING for c in blocking)
 
     def schedule(self, *args: Any, **kwargs: Any) -> Any:
         if not self.kvclaims_auto:          # driven step by step from outside (refinement)
             return super().schedule(*args, **kwargs)
-        self.arbiter.tick()
-        if self._arrived or self._held:
-            self._arbitrate()
-        out = super().schedule(*args, **kwargs)
         arb = self.arbiter
+        self.kvclaims_steps += 1
+        if self.kvclaims_tick_per_step:
+            arb.tick()
+        if self._held:
+            self._arbitrate_held()
+        self._waiting_heads()
+        out = super().schedule(*args, **kwargs)
+        if arb.has_unnamed_losses():
+            arb.charge_losses(self._block_owners(out))
         for rid in va.scheduled_new_request_ids(out):
-            req = self.requests[rid]
-            live = len(va.request_block_ids(self.kv_cache_manager, rid))
-            hit = va.request_cached_tokens(req) // self.block_size
-            arb.admitted(rid, live, not va.denies_future_reuse(req), hit)
-        if arb._victims:
-            arb.settle("schedule")
-        if arb._pending:
-            arb.check_materialized()
+            self._admitted(rid)
+        for rid in va.scheduled_resumed_request_ids(out):
+            self._admitted(rid)
+        arb.flush(cause="schedule")
         return out
+
+    def _block_owners(self, out: Any):
+        """Block id -> the request scheduled in this step that holds it: the allocation
+        that evicted a block is the one it was handed to. Built only when an object lost a
+        block (no wrapper on vLLM's per-request allocation path)."""
+        owner: Dict[int, str] = {}
+        for rid in va.scheduled_request_ids(out):
+            for bid in va.request_block_ids(self.kv_cache_manager, rid):
+                owner[bid] = rid
+        return owner.get
+
+    def _preempt_request(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        """vLLM takes a running request's blocks back: pending again for the ledger."""
+        out = super()._preempt_request(request, *args, **kwargs)
+        if self.kvclaims_auto:
+            self.arbiter.preempted(request.request_id)
+        return out
+
+    def _admitted(self, rid: str) -> None:
+        req = self.requests.get(rid)
+        if req is None or self.arbiter.request(rid).status == RS.RUNNING:
+            return
+        live = len(va.request_block_ids(self.kv_cache_manager, rid))
+        hit = va.request_cached_tokens(req) // self.block_size
+        self.arbiter.admitted(rid, live, not va.denies_future_reuse(req), hit)
 
     def update_from_output(self, scheduler_output: Any, model_runner_output: Any) -> Any:
         outs = super().update_from_output(scheduler_output, model_runner_output)
         if not self.kvclaims_auto:
             return outs
         for rid in va.finished_request_ids(outs):
-            self.arbiter.finished(rid)
+            self._ended(rid)
         if self._errors:
             errors, self._errors = self._errors, {}
-            va.finish_with_error(self, list(errors), errors, outs)
+            for rid in va.finish_with_error(self, list(errors), errors, outs):
+                self._ended(rid)
         return outs
+
+    def _ended(self, rid: str) -> None:
+        arb = self.arbiter
+        if not arb.finished(rid):
+            arb.forget_request(rid)
+        self._held.pop(rid, None)
 
     def finish_requests(self, request_ids: Any, finished_status: Any) -> Any:
         done = super().finish_requests(request_ids, finished_status)
         for req in done if self.kvclaims_auto else ():
-            self.arbiter.finished(req.request_id)
-            self._held.pop(req.request_id, None)
+            self._ended(req.request_id)
         return done
 
     def get_num_unfinished_requests(self) -> int:
@@ -301,28 +453,3 @@ class ClaimScheduler(Scheduler):
             except Exception:  # pragma: no cover - a frozen stats type
                 pass
         return stats
-
-
-def _patched_engine_cls():
-    from .vllm_engine import VllmEngine
-    from .vllm_target import _Parking
-
-    class PatchedEngine(_Parking, VllmEngine):
-        """The in-process engine with ClaimScheduler (spec-driven or live tests)."""
-
-        def __init__(self, num_blocks: int, policy: str = "hard_refuse",
-                     cap: Optional[int] = None, **kw: Any) -> None:
-            super().__init__(num_blocks, scheduler_cls=ClaimScheduler,
-                             additional_config={"kvclaims": {"policy": policy,
-                                                             "cap_blocks": cap}}, **kw)
-            self.salts: Dict[str, str] = {}
-
-        @property
-        def arbiter(self) -> ClaimArbiter:
-            return self.scheduler.arbiter
-
-    return PatchedEngine
-
-
-def PatchedEngine(num_blocks: int, **kw: Any):
-    return _patched_engine_cls()(num_blocks, **kw)

@@ -189,10 +189,6 @@ class _VllmTarget:
         if not res.admitted:
             return Applied(False, note="vLLM could not allocate the object")
         self.arb.settle(f"materialize:{oid}")
-        self.arb.objects[oid].stored = False          # wholly absent before this step
-        self.arb.note_stored(self.arb.objects[oid])
-        self.arb.refresh(self.arb.objects[oid])
-        self.arb.check_materialized()
         return Applied(True)
 
     def _do_admit(self, sl, given) -> Applied:
@@ -209,7 +205,6 @@ class _VllmTarget:
         except va.REQUEST_REJECTED as e:   # the engine rejects a prompt longer than its max length
             return Applied(False, note=f"vLLM rejected the request: {e}")
         if not res.admitted:
-            self.arb._victims.clear()
             return Applied(False, note="vLLM could not allocate it")
         after = self._resident()
         _, cached_after = self._free_split()
@@ -328,7 +323,7 @@ def shared_engine(kind: str, num_blocks: int, policy: str = "native", cap: int =
     eng = _ENGINES.get(key)
     if eng is None:
         if kind == "patched":
-            from .vllm_plugin import PatchedEngine
+            from .vllm_patched_engine import PatchedEngine
             eng = PatchedEngine(num_blocks)
         else:
             eng = _ParkedEngine(num_blocks)

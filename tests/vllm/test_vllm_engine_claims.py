@@ -138,7 +138,12 @@ def test_live_expiry_precedes_loss(fresh):
 
 
 BAD = [
-    ({"kvclaims_claim": "cA"}, "must be an object"),
+    ({"kvclaims_claim": "cA"}, "is not valid JSON"),
+    ({"kvclaims_claim": "[1]"}, "must be an object"),
+    ({"kvclaims_claim": "[" * 100_000 + "]" * 100_000, "kvclaims_tenant": "t1"},
+     "is longer than 4096 characters"),
+    ({"kvclaims_claim": '{"a":' * 50 + "1" + "}" * 50, "kvclaims_tenant": "t1"},
+     "nested deeper than 4 levels"),
     ({"kvclaims_claim": dict(CLAIM, protection_mode="forever"), "kvclaims_tenant": "t1"},
      "unknown protection mode"),
     ({"kvclaims_claim": dict(CLAIM, footprint_blocks=-5), "kvclaims_tenant": "t1"},

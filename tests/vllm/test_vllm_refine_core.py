@@ -151,7 +151,7 @@ def test_pinning_takes_the_blocks_out_of_the_free_queue(targets):
     run(t, cfg_60_70(), "hard_refuse", [MAT, SUB, ACC])
     pool = t.driver.block_pool
     assert va.num_free_blocks(pool) == 20 and t.arb.protected_resident == 60
-    held = {b.block_id for b in t.arb.objects["obj0"].pinned}
+    held = {b.block_id for b in t.arb.objects["obj0"].pinned.values()}
     assert held.isdisjoint(va.free_queue_block_ids(pool))
     run_release = t.apply(S("release", (0,), (("actor", 0),)))
     assert run_release.taken and va.num_free_blocks(pool) == 80
