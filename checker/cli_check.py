@@ -6,15 +6,16 @@ counterexample under out/<policy>/<obligation>/), exits 0 when everything matche
 manifest, 12 when a verdict differs, 2 on bad usage."""
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import List
 
-from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
+from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError, shown
+from kvclaims.limits import MAX_SLOTS
+from kvclaims.options import Parser, float_in, int_in
+from kvclaims.outputs import check_output_dir, check_output_file, write_atomic
 from kvclaims.spec.obligations import CHECKED
 from kvclaims.spec.policy import CONFORMANT, MUTATIONS, POLICIES
 
@@ -22,10 +23,10 @@ from . import manifest as mf
 from .run import Settings, run_all
 from .traces import save_counterexample
 
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+# BMC depths beyond this are hours of solver time per query; worker processes beyond this
+# only contend for the same cores.
+MAX_DEPTH = 64
+MAX_JOBS = 64
 
 
 def _names(values: List[str], known, what: str) -> List[str]:
@@ -34,26 +35,14 @@ def _names(values: List[str], known, what: str) -> List[str]:
         for n in v.split(","):
             n = n.strip()
             if n not in known:
-                raise UsageError(f"unknown {what} '{n}' (choose from {', '.join(known)})")
+                raise UsageError(f"unknown {what} {shown(n)} (choose from {', '.join(known)})")
             if n not in out:
                 out.append(n)
     return out
 
 
-def _positive(kind, minimum):
-    def parse(text):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"'{text}' is not a number")
-        if v < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
-        return v
-    return parse
-
-
-def parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="kvclaims check", description=__doc__)
+def parser() -> Parser:
+    p = Parser(prog="kvclaims check", description=__doc__)
     p.add_argument("--policy", action="append", default=[],
                    help="policy to check (repeatable or comma-separated; default: all)")
     p.add_argument("--obligation", action="append", default=[],
@@ -61,26 +50,25 @@ def parser() -> argparse.ArgumentParser:
                         "default: all)")
     p.add_argument("--mutation", action="append", default=[],
                    help="seeded mutation to check (default: all, unless --policy is given)")
-    p.add_argument("--no-mutations", action="store_true")
+    p.add_argument("--no-mutations", action="store_true", help="skip the seeded mutations")
     p.add_argument("--no-sometimes", action="store_true", help="skip the non-vacuity goals")
-    p.add_argument("--depth", type=_positive(int, 0), default=8, help="BMC bound (steps)")
-    p.add_argument("--timeout", type=_positive(float, 0.001), default=60.0,
-                   help="seconds per solver query")
-    p.add_argument("--claims", type=_positive(int, 1), default=3, help="claim slots")
-    p.add_argument("--requests", type=_positive(int, 1), default=3, help="request slots")
-    p.add_argument("--jobs", type=_positive(int, 1), default=2, help="worker processes")
-    p.add_argument("--manifest", type=Path, default=mf.DEFAULT_PATH)
-    p.add_argument("--out", type=Path, default=Path("out"))
+    p.add_argument("--depth", type=int_in(0, MAX_DEPTH), default=8,
+                   help=f"BMC bound in steps (0..{MAX_DEPTH}, default 8)")
+    p.add_argument("--timeout", type=float_in(0.001, 86400), default=60.0,
+                   help="seconds per solver query (0.001..86400, default 60)")
+    p.add_argument("--claims", type=int_in(1, MAX_SLOTS), default=3,
+                   help=f"claim slots (1..{MAX_SLOTS}, default 3)")
+    p.add_argument("--requests", type=int_in(1, MAX_SLOTS), default=3,
+                   help=f"request slots (1..{MAX_SLOTS}, default 3)")
+    p.add_argument("--jobs", type=int_in(1, MAX_JOBS), default=2,
+                   help=f"worker processes (1..{MAX_JOBS}, default 2)")
+    p.add_argument("--manifest", type=Path, default=mf.DEFAULT_PATH,
+                   help="expected verdicts (default: checker/manifest.json)")
+    p.add_argument("--out", type=Path, default=Path("out"),
+                   help="directory for check-spec.json and counterexamples (default out/)")
     p.add_argument("--write-manifest", action="store_true",
                    help="record this run's results as the expected ones (review the diff!)")
     return p
-
-
-def _atomic_write(path: Path, text: str):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _cell(v) -> str:
@@ -111,6 +99,9 @@ def main(argv) -> int:
         mutations = _names(a.mutation, list(MUTATIONS), "mutation")
     else:
         mutations = [] if a.policy else list(MUTATIONS)
+    check_output_dir(a.out, "--out")
+    if a.write_manifest:
+        check_output_file(a.manifest, "--manifest", ".json")
     try:
         manifest = mf.load(a.manifest)
     except mf.ManifestError as e:
@@ -166,9 +157,9 @@ def main(argv) -> int:
                        "seconds": round(s.seconds, 4)} for s in sruns],
         "mismatches": mismatches,
     }
-    _atomic_write(a.out / "check-spec.json", json.dumps(report, indent=1))
+    write_atomic(a.out / "check-spec.json", json.dumps(report, indent=1))
     if a.write_manifest:
-        _atomic_write(a.manifest, json.dumps(mf.updated(manifest, pruns, mruns, sruns),
+        write_atomic(a.manifest, json.dumps(mf.updated(manifest, pruns, mruns, sruns),
                                              indent=1) + "\n")
         print(f"\nmanifest written: {a.manifest}")
         return EXIT_OK

@@ -1,34 +1,41 @@
 """`kvclaims explore`: exhaustive bounded exploration of the spec for one configuration.
 
-The configuration comes from --config FILE (TOML or JSON, see checker/configs/) or from
-options (--usable, --cap, --claim, --request).  Exit 0 when no conformant policy violates an
+The configuration comes from --config FILE (TOML or JSON with usable, cap, claims and
+requests; claims as in docs/CONTRACT.md section 3) or from options (--usable, --cap, --claim,
+--request).  Exit 0 when no conformant policy violates an
 obligation, 12 when one does, 2 on bad input."""
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
-from kvclaims.spec.state import Config, RequestConfig, default_cap, default_headroom
+from kvclaims.limits import MAX_BLOCKS
+from kvclaims.options import Parser, int_in
+from kvclaims.outputs import check_output_dir, check_output_file, write_atomic
+from kvclaims.spec.state import Config
 
-from .configio import config_to_dict, load_config, parse_claim_option, policies, validate
+from .configio import config_from_dict, config_to_dict, load_config, parse_claim_option, policies
+
+# Explicit-state search enumerates victim choices block by block and claim orders slot by
+# slot: beyond these sizes it runs for hours.  `kvclaims check` proves the obligations for
+# every pool size (its encoding is parametric), so large pools belong there.
+MAX_EXPLORE_BLOCKS = 128
+MAX_EXPLORE_SLOTS = 4
+# Distinct states kept in memory unless --max-states says otherwise (about 1 GB).
+DEFAULT_MAX_STATES = 2_000_000
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
-def parser(prog: str) -> _Parser:
-    p = _Parser(prog=prog, description=__doc__.splitlines()[0])
+def parser(prog: str) -> Parser:
+    p = Parser(prog=prog, description=__doc__.splitlines()[0])
     p.add_argument("--config", help="configuration file (.toml or .json)")
-    p.add_argument("--usable", type=int, help="usable pool blocks")
-    p.add_argument("--cap", type=int, help="cap on protected footprint (default: usable)")
+    p.add_argument("--usable", type=int_in(0, MAX_BLOCKS), help="usable pool blocks")
+    p.add_argument("--cap", type=int_in(0, MAX_BLOCKS),
+                   help="cap on protected footprint (default: usable)")
     p.add_argument("--claim", action="append", default=[],
                    help="FOOTPRINT[:PRED_LEN[:MODE[:DURATION]]], repeatable")
-    p.add_argument("--request", action="append", default=[], type=int,
+    p.add_argument("--request", action="append", default=[], type=int_in(0, MAX_BLOCKS),
                    help="live blocks a request needs, repeatable")
     p.add_argument("--policy", action="append", default=[],
                    help="policy or mutation name, repeatable (default: all policies)")
@@ -36,27 +43,41 @@ def parser(prog: str) -> _Parser:
 
 
 def config_from_args(a) -> Config:
+    """Options are one more spelling of the configuration: they go through the same codec
+    as files."""
     if a.config:
-        if a.usable is not None or a.claim or a.request:
+        if a.usable is not None or a.cap is not None or a.claim or a.request:
             raise UsageError("give the configuration either as --config or as options, not both")
         return load_config(a.config)
     if a.usable is None:
         raise UsageError("no configuration: give --config FILE or --usable N")
-    headroom = default_headroom(a.usable)
-    cfg = Config(usable=a.usable,
-                 cap=a.cap if a.cap is not None else default_cap(a.usable, headroom),
-                 claims=tuple(parse_claim_option(c, i) for i, c in enumerate(a.claim)),
-                 requests=tuple(RequestConfig(need=n) for n in a.request), headroom=headroom)
-    validate(cfg)
-    return cfg
+    d = {"usable": a.usable,
+         "claims": [parse_claim_option(c) for c in a.claim],
+         "requests": [{"need": n} for n in a.request]}
+    if a.cap is not None:
+        d["cap"] = a.cap
+    return config_from_dict(d)
+
+
+def _explorable(cfg: Config) -> None:
+    if cfg.usable > MAX_EXPLORE_BLOCKS:
+        raise UsageError(f"usable = {cfg.usable}: explicit-state exploration is limited to "
+                         f"{MAX_EXPLORE_BLOCKS} blocks (kvclaims check covers every pool size)")
+    if max(cfg.K, cfg.R) > MAX_EXPLORE_SLOTS:
+        raise UsageError(f"explicit-state exploration is limited to {MAX_EXPLORE_SLOTS} claims "
+                         f"and {MAX_EXPLORE_SLOTS} requests")
 
 
 def main(argv) -> int:
     p = parser("kvclaims explore")
-    p.add_argument("--max-depth", type=int, help="depth bound (default: exhaustive)")
-    p.add_argument("--max-clock", type=int, default=2, help="clock bound (default 2)")
+    p.add_argument("--max-depth", type=int_in(0, 1_000_000),
+                   help="depth bound (default: exhaustive)")
+    p.add_argument("--max-clock", type=int_in(0, 1_000), default=2,
+                   help="clock bound (0..1000, default 2)")
     p.add_argument("--no-symmetry", action="store_true", help="explore every permutation")
-    p.add_argument("--max-states", type=int, help="stop after this many distinct states")
+    p.add_argument("--max-states", type=int_in(1, 100_000_000), default=DEFAULT_MAX_STATES,
+                   help=f"stop after this many distinct states (default {DEFAULT_MAX_STATES:,};"
+                        f" the result then holds only to that bound)")
     p.add_argument("--graph", action="store_true",
                    help="build the state graph (networkx) and print its statistics")
     p.add_argument("--out", default="out", help="where counterexample traces go (default out/)")
@@ -75,11 +96,12 @@ def main(argv) -> int:
     if a.check_manifest or a.update_manifest:
         return _manifest(a.update_manifest)
     cfg = config_from_args(a)
+    _explorable(cfg)
     pols = policies(a.policy)
-    for n, v in (("--max-depth", a.max_depth), ("--max-clock", a.max_clock),
-                 ("--max-states", a.max_states)):
-        if v is not None and v < 0:
-            raise UsageError(f"{n} must be >= 0")
+    if not a.no_traces:
+        check_output_dir(a.out, "--out")
+    if a.json:
+        check_output_file(a.json, "--json")
     from .explore import Progress, explore, graph_stats
     from .traces import save_counterexample
     results, unexpected = [], False
@@ -101,19 +123,16 @@ def main(argv) -> int:
             unexpected = True
         results.append(row)
     if a.json:
-        Path(a.json).write_text(json.dumps({"config": config_to_dict(cfg), "runs": results},
-                                           indent=1) + "\n")
+        write_atomic(a.json, json.dumps({"config": config_to_dict(cfg), "runs": results},
+                                        indent=1) + "\n")
     return EXIT_UNEXPECTED if unexpected else EXIT_OK
 
 
 def _replay(path: str) -> int:
     from .configio import resolve_policy
-    from .itf import ItfError, read_itf
+    from .itf import read_itf
     from .replay import ReplayError, replay
-    try:
-        tr = read_itf(path)
-    except ItfError as e:
-        raise UsageError(str(e))
+    tr = read_itf(path)
     pol = resolve_policy(tr.policy)
     try:
         states = replay(tr.config, pol, tr.steps, violates=tr.goal or None)

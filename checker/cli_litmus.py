@@ -2,12 +2,13 @@
 70-active scenario over a range of usable pool sizes, per policy)."""
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 from typing import Any, Dict, List
 
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
+from kvclaims.limits import MAX_BLOCKS
+from kvclaims.options import Parser, int_in
+from kvclaims.outputs import check_output_file, write_atomic, write_atomic_with
 from kvclaims.spec.actions import Step
 from kvclaims.spec.policy import POLICIES
 from kvclaims.spec.state import ClaimConfig, Config, RequestConfig, default_cap, default_headroom
@@ -15,34 +16,33 @@ from kvclaims.spec.vocab import Mode
 
 from .configio import MODES, resolve_policy, validate
 from .litmus import (LITMUS_DIR, TARGETS, load_scenario, load_suite, make_target, observe,
-                     run_steps, run_suite, spec_broken)
+                     run_steps, run_suite, spec_broken, target_class)
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
+# rows of one sweep (pool sizes x policies are each one spec run)
+MAX_SWEEP_SIZES = 10_000
 
 
 def _write_json(path: str, data) -> None:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(data, indent=1) + "\n")
+    write_atomic(path, json.dumps(data, indent=1) + "\n")
 
 
 def litmus(argv) -> int:
-    p = _Parser(prog="kvclaims litmus", description="run the litmus suite against a target")
+    p = Parser(prog="kvclaims litmus", description="run the litmus suite against a target")
     p.add_argument("scenarios", nargs="*", help="scenario files (default: the whole suite)")
-    p.add_argument("--target", default="spec", help=f"one of {', '.join(TARGETS)}")
+    p.add_argument("--target", default="spec", choices=list(TARGETS),
+                   help="the implementation the suite runs on (default: spec)")
     p.add_argument("--policy", action="append", default=[], help="only these policies")
     p.add_argument("--variant", action="append", default=[],
                    help="only these variants (e.g. full, scaled)")
     p.add_argument("--json", nargs="?", const="out/litmus.json", metavar="FILE",
                    help="write the results (default out/litmus.json)")
     a = p.parse_args(argv)
-    if a.target not in TARGETS:
-        raise UsageError(f"unknown target '{a.target}' (choose from {', '.join(TARGETS)})")
     for n in a.policy:
         resolve_policy(n)
+    if a.json:
+        check_output_file(a.json, "--json")
+    target_class(a.target)
     suite = [load_scenario(s) for s in a.scenarios] if a.scenarios else load_suite(LITMUS_DIR)
     results = run_suite(suite, a.target, a.policy or None, a.variant or None)
     if not results:
@@ -118,12 +118,9 @@ def sweep_rows(resident: int, active: int, sizes: List[int], policies: List[str]
 
 
 def _plot(rows, policies, path: str, title: str) -> None:
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise UsageError("--plot needs matplotlib: pip install 'kvclaims[plot]'")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     outcomes = sorted({r["outcome"] for r in rows})
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(9, 7), sharex=True)
     # policies that lose the same blocks draw the same line: offset each a little and give it
@@ -145,53 +142,66 @@ def _plot(rows, policies, path: str, title: str) -> None:
     ax2.set_xlabel("usable pool blocks")
     ax2.set_ylabel("outcome")
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    write_atomic_with(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
 
 def sweep(argv) -> int:
-    p = _Parser(prog="kvclaims sweep", description="capacity sweep of the 60/70 scenario")
-    p.add_argument("--resident", type=int, default=60)
-    p.add_argument("--active", type=int, default=70)
-    p.add_argument("--from", dest="lo", type=int, default=60, help="smallest usable pool")
-    p.add_argument("--to", dest="hi", type=int, default=140, help="largest usable pool")
-    p.add_argument("--step", type=int, default=10)
+    blocks = int_in(1, MAX_BLOCKS)
+    p = Parser(prog="kvclaims sweep", description="capacity sweep of the 60/70 scenario")
+    p.add_argument("--resident", type=blocks, default=60,
+                   help="blocks of the resident claim (default 60)")
+    p.add_argument("--active", type=blocks, default=70,
+                   help="live blocks the active request needs (default 70)")
+    p.add_argument("--from", dest="lo", type=blocks, default=60,
+                   help="smallest usable pool (default 60)")
+    p.add_argument("--to", dest="hi", type=blocks, default=140,
+                   help="largest usable pool (default 140)")
+    p.add_argument("--step", type=blocks, default=10, help="pool size step (default 10)")
     p.add_argument("--sizes", help="explicit comma-separated usable pool sizes (instead of "
                                    "--from/--to/--step)")
-    p.add_argument("--headroom", type=int,
+    p.add_argument("--headroom", type=int_in(0, MAX_BLOCKS),
                    help="active headroom (default a quarter of each pool; cap = usable - "
                         "headroom)")
-    p.add_argument("--mode", default="hard_protected", help="protection mode of the claim")
-    p.add_argument("--policy", action="append", default=[])
-    p.add_argument("--target", default="spec", help=f"one of {', '.join(TARGETS)}")
-    p.add_argument("--json", nargs="?", const="out/sweep.json", metavar="FILE")
-    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--mode", default="hard_protected",
+                   help="protection mode of the claim (default hard_protected)")
+    p.add_argument("--policy", action="append", default=[],
+                   help="only these policies, repeatable (default: every named policy)")
+    p.add_argument("--target", default="spec", choices=list(TARGETS),
+                   help="the implementation swept (default: spec)")
+    p.add_argument("--json", nargs="?", const="out/sweep.json", metavar="FILE",
+                   help="write the rows as JSON (default out/sweep.json)")
+    p.add_argument("--plot", metavar="FILE.png", help="draw the sweep (needs matplotlib)")
     a = p.parse_args(argv)
-    if a.resident < 1 or a.active < 1:
-        raise UsageError("--resident and --active must be positive block counts")
-    if a.step < 1 or a.lo > a.hi:
-        raise UsageError("need --from <= --to and --step >= 1")
     if a.sizes is not None:
         try:
             sizes = [int(x) for x in a.sizes.split(",") if x.strip()]
         except ValueError:
-            raise UsageError(f"--sizes {a.sizes!r}: expected comma-separated integers")
-        if not sizes or min(sizes) < 1:
-            raise UsageError("--sizes needs at least one positive pool size")
+            raise UsageError(f"--sizes {a.sizes[:80]!r}: expected comma-separated integers") \
+                from None
+        if not sizes or min(sizes) < 1 or max(sizes) > MAX_BLOCKS:
+            raise UsageError(f"--sizes needs pool sizes between 1 and {MAX_BLOCKS}")
     else:
+        if a.lo > a.hi:
+            raise UsageError("need --from <= --to")
         sizes = list(range(a.lo, a.hi + 1, a.step))
-    if a.headroom is not None and a.headroom < 0:
-        raise UsageError("--headroom must be >= 0")
+    if len(sizes) > MAX_SWEEP_SIZES:
+        raise UsageError(f"{len(sizes)} pool sizes, more than the limit of {MAX_SWEEP_SIZES}: "
+                         f"raise --step")
     if a.mode.lower() not in MODES:
         raise UsageError(f"unknown protection mode {a.mode!r} (choose from {', '.join(MODES)})")
-    if a.target not in TARGETS:
-        raise UsageError(f"unknown target '{a.target}' (choose from {', '.join(TARGETS)})")
-    if a.plot and not a.plot.endswith(".png"):
-        raise UsageError("--plot takes a .png file name")
     pols = a.policy or list(POLICIES)
     for n in pols:
         resolve_policy(n)
+    if a.json:
+        check_output_file(a.json, "--json")
+    if a.plot:
+        check_output_file(a.plot, "--plot", ".png")
+        try:
+            import matplotlib  # noqa: F401  (checked before the sweep, used after it)
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install 'kvclaims[plot]'") from None
+    target_class(a.target)
     notes: List[str] = []
     rows = sweep_rows(a.resident, a.active, sizes, pols, a.target, Mode(MODES[a.mode.lower()]),
                       a.headroom, notes)

@@ -7,7 +7,8 @@ run once under the SYMBOLIC interpretation (z3 terms over a symbolic state and s
 choices, with the configuration's constants folded in by `z3.simplify`), and the resulting terms
 are printed as Python (for the explorer) or as Promela (for the SPIN comparison).  Nothing is
 written by hand twice: the code printed here is the spec's own definition, evaluated early.
-`tests/test_explore_compile.py` checks it against the CONCRETE interpreter on random states.
+`tests/test_explore.py` (test_staged_spec_equals_concrete_interpreter) checks it against
+the CONCRETE interpreter on sampled states.
 
 A state is a flat tuple in `flat_fields` order; a choice vector is a tuple in the order of the
 action's `choices(cfg, pol)`.

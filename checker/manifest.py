@@ -4,9 +4,11 @@ obligations that must catch it, per conformant policy the expected non-vacuity w
 Other engineers' sections (state_spaces) are carried through untouched."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
+
+from kvclaims.errors import UsageError
+from kvclaims.inputs import load_json
 
 DEFAULT_PATH = Path(__file__).with_name("manifest.json")
 VERDICTS = ("proved", "violated", "unknown")
@@ -17,12 +19,12 @@ class ManifestError(Exception):
 
 
 def load(path: Path) -> Dict[str, Any]:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
+    if not Path(path).exists():
         raise ManifestError(f"manifest {path} does not exist")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ManifestError(f"manifest {path} is not valid JSON: {e}")
+    try:
+        data = load_json(path)
+    except UsageError as e:
+        raise ManifestError(f"manifest {e}") from None
     if not isinstance(data, dict):
         raise ManifestError(f"manifest {path}: top level must be an object")
     for key in ("verdicts", "mutations", "sometimes"):

@@ -75,7 +75,8 @@ def check_policy(pol: Policy, st: Settings) -> PolicyRun:
                                trace=tr, note=f"consecution broken by "
                                               f"{ind.dropped.get(o) or ind.unknown.get(o)}"))
         else:
-            why = b.unknown.get(o) or f"not inductive ({ind.dropped.get(o) or ind.unknown.get(o)})" \
+            why = b.unknown.get(o) \
+                or f"not inductive ({ind.dropped.get(o) or ind.unknown.get(o)})" \
                 f" and no violation within {b.bound} steps"
             out.append(Verdict(pol.name, o, "unknown", False, b.seconds.get(o, 0.0), note=why))
     return PolicyRun(pol.name, out, ind, time.perf_counter() - t0)

@@ -5,7 +5,7 @@ with the same unrolling as BMC; its trace is replayed through the concrete inter
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, List, Optional
 
 import z3
 

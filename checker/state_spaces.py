@@ -10,6 +10,10 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List
 
+from kvclaims.errors import UsageError
+from kvclaims.inputs import load_json
+from kvclaims.outputs import write_atomic
+
 from .configio import config_from_dict, config_to_dict, resolve_policy
 from .explore import explore
 
@@ -59,7 +63,11 @@ def compute() -> Dict[str, Any]:
 
 
 def load_pinned(path: Path = MANIFEST) -> Dict[str, Any]:
-    return json.loads(Path(path).read_text()).get(KEY, {})
+    data = load_json(path)
+    pinned = data.get(KEY, {}) if isinstance(data, dict) else None
+    if not isinstance(pinned, dict) or not all(isinstance(e, dict) for e in pinned.values()):
+        raise UsageError(f"{path}: '{KEY}' must map configuration names to objects")
+    return pinned
 
 
 def mismatches(pinned: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
@@ -84,6 +92,6 @@ def mismatches(pinned: Dict[str, Any], now: Dict[str, Any]) -> List[str]:
 def write_pinned(now: Dict[str, Any], path: Path = MANIFEST) -> None:
     """Replace only this key of the manifest."""
     p = Path(path)
-    data = json.loads(p.read_text()) if p.exists() else {}
+    data = load_json(p) if p.exists() else {}
     data[KEY] = now
-    p.write_text(json.dumps(data, indent=1) + "\n")
+    write_atomic(p, json.dumps(data, indent=1) + "\n")

@@ -1,4 +1,4 @@
-"""Live KV of a chunked prefill under each attention mode (CONTRACT.md section 2, O2).
+"""Live KV of a chunked prefill under each attention mode (docs/CONTRACT.md section 2, O2).
 
 Full attention keeps every chunk (live = the sum of the chunks); a sliding window keeps the
 last `window` blocks; recomputing between chunks keeps only the chunk being computed.

@@ -5,21 +5,16 @@ or an incomplete trace (no run_closed: cut at the tail); 2: the file is not a te
 (the message names the line)."""
 from __future__ import annotations
 
-import argparse
 import json
 
 from kvclaims.errors import EXIT_OK, EXIT_UNEXPECTED, UsageError
+from kvclaims.options import Parser
 
 from .observer import TelemetryError, observe_file
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
-
-
 def observe(argv) -> int:
-    ap = _Parser(prog="kvclaims observe", description=__doc__.splitlines()[0])
+    ap = Parser(prog="kvclaims observe", description=__doc__.splitlines()[0])
     ap.add_argument("trace", help="telemetry JSON Lines file")
     ap.add_argument("--json", action="store_true", help="print the reconstruction as JSON")
     a = ap.parse_args(argv)

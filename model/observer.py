@@ -19,9 +19,13 @@ events that would have been findings, so its verdict is "incomplete", never "who
 It never trusts the runtime's state, and it works on any trace in the telemetry schema."""
 from __future__ import annotations
 
-import json
+import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+
+from kvclaims.errors import UsageError
+from kvclaims.inputs import parse_json
+from kvclaims.limits import MAX_BLOCKS, MAX_EVENTS
 
 from .telemetry import SCHEMA_VERSION, schema_errors
 
@@ -125,28 +129,66 @@ class Reconstruction:
                 "findings": [f.__dict__ for f in self.findings]}
 
 
-def json_lines(path: str) -> List[Tuple[int, Dict[str, Any]]]:
-    """(line number, object) of every non-blank line; TelemetryError names the first bad line.
-    A last line cut short (no newline, not JSON) is reported as truncated: the writer stopped."""
+# The observer keeps every stored object's resident positions: a stated bound on block counts
+# and on their sum keeps a hostile trace from exhausting memory (kvclaims.limits).
+MAX_LINE_BYTES = 1024 * 1024
+MAX_RESIDENT_POSITIONS = 2 * MAX_BLOCKS
+_BLOCK_FIELDS = ("usable_blocks", "blocks_required", "blocks_materialized",
+                 "leading_blocks_survived", "footprint_blocks", "protected_resident_blocks",
+                 "active_live_blocks_required", "resident_plus_active_blocks",
+                 "capacity_shortfall_blocks", "free_blocks_before_allocate", "live_blocks",
+                 "peak_live_blocks", "cached_blocks_hit", "block_id", "logical_position",
+                 "blocks", "cap_blocks", "reserved_blocks")
+
+
+def _bounded(ev: Dict[str, Any]) -> Optional[str]:
+    """The first block-count field beyond MAX_BLOCKS, as a message."""
+    pred = ev.get("predicate")
+    fields = [(k, ev.get(k)) for k in _BLOCK_FIELDS]
+    if isinstance(pred, dict):
+        fields += [(f"predicate.{k}", pred.get(k)) for k in ("start", "k")]
+    for k, v in fields:
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_BLOCKS:
+            return f"'{k}' = {v} is beyond the limit of {MAX_BLOCKS} blocks"
+    return None
+
+
+def _lines(path: str):
+    """(line number, text) of a JSON Lines file, bounded in line length and count."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
+        fh = open(path, "rb")
     except OSError as e:
         raise TelemetryError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise TelemetryError(f"{path}: not UTF-8 text") from None
-    lines = text.split("\n")
+    with fh:
+        for n, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if n > MAX_EVENTS:
+                raise TelemetryError(f"{path}: more than the limit of {MAX_EVENTS} events")
+            if len(raw) > MAX_LINE_BYTES:
+                raise TelemetryError(f"{path}:{n}: line longer than the limit of "
+                                     f"{MAX_LINE_BYTES} bytes")
+            try:
+                yield n, raw.decode("utf-8"), raw.endswith(b"\n")
+            except UnicodeDecodeError as e:
+                raise TelemetryError(f"{path}:{n}: not UTF-8 (byte {e.start})") from None
+
+
+def json_lines(path: str) -> List[Tuple[int, Dict[str, Any]]]:
+    """(line number, object) of every non-blank line, bounded (kvclaims.limits); TelemetryError
+    names the first bad line.  A last line cut short (no newline, not JSON) is reported as
+    truncated: the writer stopped."""
+    if os.path.isdir(path):
+        raise TelemetryError(f"{path}: is a directory, expected a JSON Lines file")
     out = []
-    for n, line in enumerate(lines, start=1):
+    for n, line, complete in _lines(path):
         if not line.strip():
             continue
         try:
-            ev = json.loads(line)
-        except json.JSONDecodeError as e:
-            if n == len(lines) and not text.endswith("\n"):
+            ev = parse_json(line, f"{path}:{n}")
+        except UsageError as e:
+            if not complete and "not JSON" in str(e):
                 raise TelemetryError(f"{path}:{n}: truncated (last line is not a whole "
                                      f"event)") from None
-            raise TelemetryError(f"{path}:{n}: not JSON ({e.msg})") from None
+            raise TelemetryError(str(e)) from None
         if not isinstance(ev, dict):
             raise TelemetryError(f"{path}:{n}: an event must be a JSON object")
         out.append((n, ev))
@@ -160,7 +202,11 @@ def read_jsonl(path: str, validate: bool = True) -> List[Dict[str, Any]]:
         if validate:
             errs = schema_errors(ev)
             if errs:
-                raise TelemetryError(f"{path}:{n}: not a telemetry event: {errs[0]}")
+                raise TelemetryError(f"{path}:{n}: not a telemetry event: "
+                                     f"{' '.join(str(errs[0]).split())[:300]}")
+        too_big = _bounded(ev)
+        if too_big:
+            raise TelemetryError(f"{path}:{n}: {too_big}")
         out.append(ev)
     return out
 
@@ -330,8 +376,16 @@ class _Observer:
             self.claim_event(ev)
         elif t == "object_stored":
             # `positions`: the logical positions that became resident (a runtime whose
-            # objects grow after acceptance); without it, the whole prefix of `blocks`
+            # objects grow after acceptance); without it, the whole prefix of `blocks`.
+            # Positions held are bounded so a hostile trace cannot exhaust memory.
             ps = ev.get("positions")
+            if not isinstance(ps, list):
+                self.resident.pop(ev["object_id"], None)
+            held = sum(len(r) for r in self.resident.values()) + \
+                (len(ps) if isinstance(ps, list) else ev.get("blocks", 0))
+            if held > MAX_RESIDENT_POSITIONS:
+                raise TelemetryError(f"event seq {ev.get('seq')}: more than the limit of "
+                                     f"{MAX_RESIDENT_POSITIONS} resident block positions")
             if isinstance(ps, list):
                 self.resident.setdefault(ev["object_id"], set()).update(
                     p for p in ps if isinstance(p, int))
@@ -353,4 +407,8 @@ def reconstruct(events: Iterable[Dict[str, Any]]) -> Reconstruction:
 
 
 def observe_file(path: str) -> Reconstruction:
-    return reconstruct(read_jsonl(path))
+    events = read_jsonl(path)
+    try:
+        return reconstruct(events)
+    except TelemetryError as e:
+        raise TelemetryError(f"{path}: {e}") from None

@@ -1,4 +1,5 @@
-"""The block pool, kept the way vLLM keeps it (VLLM-NOTES.md, CONTRACT.md section 2).
+"""The block pool, kept the way vLLM keeps it (refinement/VLLM-FACTS.md,
+docs/CONTRACT.md section 2).
 
 - Block 0 is the null block: permanently referenced, never handed out (usable = num_blocks-1).
 - Reference counts: a block with any reference is out of the free queue and never evictable.

@@ -1,4 +1,4 @@
-"""Claim-level telemetry (CONTRACT.md section 7): JSON Lines events with a schema version, a
+"""Claim-level telemetry (docs/CONTRACT.md section 7): JSON Lines events with a schema version, a
 monotonic sequence number, a timestamp and a run id, kept in memory and/or written to a file.
 Event `type` names are the spec's (kvclaims.spec.events.EVENT_TYPES).  The JSON Schema the
 events satisfy is model/telemetry.schema.json."""

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from kvclaims.errors import UsageError
+from kvclaims.options import Parser
 
 STALL_STEPS = 50
 ENGINES = ("in-process", "multi-process")
@@ -439,7 +440,8 @@ def stall_scenario(llm: Any, steps: int = 400) -> Dict[str, Dict[str, Any]]:
 # --- command line --------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="kvclaims load", description=(
+    # kvclaims.options.Parser: a usage error is one line on stderr, exit 2
+    p = Parser(prog="kvclaims load", description=(
         "Drive the patched vLLM engine like a server (several tenants, random claims, "
         "releases, reuse, oversized prompts, malformed claims) with the observer as oracle."))
     p.add_argument("--engine", choices=ENGINES, default="in-process",

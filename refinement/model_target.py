@@ -151,7 +151,7 @@ class ModelTarget:
             out.append((f"head[{i}]", bool(gone) and not tail and list(ps[:len(gone)]) == gone))
         return tuple(out)
 
-    # --- abstraction --------------------------------------------------------------------------------
+    # --- abstraction ----------------------------------------------------------------------
 
     def view(self) -> Dict[str, Any]:
         """The abstraction function: block-level state -> refinement_view shape.  An object whose

@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 from typing import Any, Dict, List
 
-from kvclaims.spec.actions import ACTIONS, Step, blocking_claims, complete_choices, enabled, successor
+from kvclaims.spec.actions import (ACTIONS, Step, blocking_claims, complete_choices, enabled,
+                                   successor)
 from kvclaims.spec.algebra import CONCRETE as C
 from kvclaims.spec.policy import Naming, Policy
 from kvclaims.spec.state import Config, initial_state, resident

@@ -7,8 +7,8 @@ itself; `apply` reports the choices it made, so the harness can ask the spec whe
 allowed and compute the spec's successor with exactly those choices."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Protocol, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Protocol, Tuple
 
 from kvclaims.spec.actions import Step
 from kvclaims.spec.policy import Policy

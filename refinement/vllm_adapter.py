@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 import vllm
+from packaging.version import Version
 from vllm.sampling_params import SamplingParams
 from vllm.v1.core import kv_cache_utils
 from vllm.v1.core.kv_cache_manager import KVCacheManager
@@ -52,20 +53,9 @@ LAYER_NAME = "model.layers.0.self_attn.attn"
 
 
 def version_tuple(version: str = VLLM_VERSION) -> tuple[int, ...]:
-    """``"0.32.0"`` -> ``(0, 32, 0)``; local or dev suffixes are ignored."""
-    parts: list[int] = []
-    for piece in version.split("+")[0].split("."):
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            break
-        parts.append(int(digits))
-        if len(digits) < len(piece):  # "0rc1": a pre-release tag ends the release part
-            break
-    return tuple(parts)
+    """``"0.32.0"`` -> ``(0, 32, 0)``: the release part as PEP 440 reads it (pre-release, dev
+    and local suffixes such as ``rc1`` or ``+cpu`` are not part of it)."""
+    return tuple(Version(version).release)
 
 
 def _accepted(fn: Callable[..., Any], wanted: dict[str, Any]) -> dict[str, Any]:

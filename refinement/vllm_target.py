@@ -324,7 +324,6 @@ _ENGINES: Dict[Tuple[str, int], Any] = {}
 def shared_engine(kind: str, num_blocks: int, policy: str = "native", cap: int = 0):
     """One engine per (kind, pool size) per process (building one takes seconds): later
     resets reuse it after clearing its prefix cache (``reset_prefix_cache``)."""
-    from .vllm_engine import VllmEngine
 
     key = (kind, num_blocks)
     eng = _ENGINES.get(key)

@@ -111,7 +111,7 @@ def answerable(ops, cfg, s, j):
 
 def infeasible(ops, cfg, s, j):
     """protected resident + active live > usable: it will not fit while the claims stand,
-    however long it waits (CONTRACT.md section 2)."""
+    however long it waits (docs/CONTRACT.md section 2)."""
     return protected_resident(ops, cfg, s) + cfg.requests[j].need > cfg.usable
 
 
@@ -423,7 +423,7 @@ def _naming_choices(cfg, pol):
 
 
 def _record_conflict(ops, cfg, pol, s, j, ch, ev, action):
-    """The conflict event of a deferral or refusal (CONTRACT.md section 7), and the ghost
+    """The conflict event of a deferral or refusal (docs/CONTRACT.md section 7), and the ghost
     record of what was true then (spec/truth.py): the blocking claims (O8) and whether the
     event's protected blocks, shortfall and feasibility verdict were right (O16).  A runtime
     that does not arbitrate emits no conflict event: its request just waits."""

@@ -1,4 +1,4 @@
-"""Events (CONTRACT.md section 7) as the spec emits them.
+"""Events (docs/CONTRACT.md section 7) as the spec emits them.
 
 Each action emits its events through an `EventLog`: the log advances the sequence number
 (a term in both interpretations, so O4 and O9 can compare event order) and, when concrete,

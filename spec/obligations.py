@@ -1,4 +1,4 @@
-"""Obligations O1-O10 (CONTRACT.md section 6) as predicates over a state and its ghost
+"""Obligations O1-O10 (docs/CONTRACT.md section 6) as predicates over a state and its ghost
 history, the strengthening invariants that make them inductive, and configuration
 well-formedness.  Each is written once against `ops`.
 

@@ -1,5 +1,5 @@
 """Policies are data, not forks: one spec, with the runtime's behaviour at the boundary given
-by a handful of switches.  Named policies (CONTRACT.md and the spec issue) and the seeded
+by a handful of switches.  Named policies (docs/CONTRACT.md and the spec issue) and the seeded
 mutations of the conformant ones are all presets of the same switches."""
 from __future__ import annotations
 

@@ -36,7 +36,7 @@ def default_cap(usable: int, headroom: int) -> int:
 
 @dataclass(frozen=True)
 class ClaimConfig:
-    """The claim on object i and the object itself (CONTRACT.md section 3).
+    """The claim on object i and the object itself (docs/CONTRACT.md section 3).
 
     `footprint` is the object's length in blocks; the materialization predicate is
     contiguous_range(pred_start, pred_len), with leading_prefix_at_least(k) = (0, k).

@@ -1,4 +1,4 @@
-"""Enumerations of the contract's vocabulary (CONTRACT.md sections 3, 4, 7), as ints so that
+"""Enumerations of the contract's vocabulary (docs/CONTRACT.md sections 3, 4, 7), as ints so that
 the same values serve as Python data and as z3 integer constants."""
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from enum import IntEnum
 
 
 class ClaimStatus(IntEnum):
-    """Claim lifecycle (CONTRACT.md section 4). NONE: the slot holds no claim yet."""
+    """Claim lifecycle (docs/CONTRACT.md section 4). NONE: the slot holds no claim yet."""
     NONE = 0
     SUBMITTED = 1
     ACCEPTED = 2
@@ -26,7 +26,7 @@ ENDED = ENDED_BY_RELEASE + (ClaimStatus.HARMED,)
 
 
 class Mode(IntEnum):
-    """Protection modes (CONTRACT.md section 3)."""
+    """Protection modes (docs/CONTRACT.md section 3)."""
     HARD_PROTECTED = 0
     SOFT_PRIORITY = 1
     DEMOTABLE = 2
@@ -59,7 +59,7 @@ class Primitive(IntEnum):
 
 
 class Lowering(IntEnum):
-    """Lowering verdict of a (primitive, mode) pair (CONTRACT.md O7, C1)."""
+    """Lowering verdict of a (primitive, mode) pair (docs/CONTRACT.md O7, C1)."""
     SOUND = 0
     APPROXIMATE = 1
     UNSOUND = 2

@@ -19,9 +19,9 @@ def run(args, cwd):
     (["--policy", "nosuch"], "unknown policy 'nosuch'"),
     (["--obligation", "O11"], "unknown obligation 'O11'"),
     (["--mutation", "nope"], "unknown mutation 'nope'"),
-    (["--depth", "-1"], "must be >= 0"),
+    (["--depth", "-1"], "out of range 0..64"),
     (["--timeout", "zero"], "is not a number"),
-    (["--claims", "0"], "must be >= 1"),
+    (["--claims", "0"], "out of range 1..8"),
     (["--bogus"], "unrecognized arguments"),
 ])
 def test_bad_usage_is_one_line_exit_2(tmp_path, args, needle):

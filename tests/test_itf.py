@@ -34,8 +34,11 @@ def test_itf_shape_and_labels():
     assert [s["mbt::actionTaken"] for s in d["states"]] == [
         "init", "submit", "accept", "materialize", "admit"]
     picks = d["states"][4]["mbt::nondetPicks"]
-    assert picks["request"] == {"tag": "Some", "value": 0}
-    assert picks["take[0]"] == {"tag": "Some", "value": 2}
+    assert picks["request"] == [0] and picks["claim"] == []
+    assert picks["take_0"] == [2]
+    # the same identifier keys in every state, the initial one included
+    assert all(set(s["mbt::nondetPicks"]) == set(picks) for s in d["states"])
+    assert all(k.isidentifier() for k in picks)
     assert d["states"][4]["claims"][0]["status"] == "MATERIALIZED"
     assert d["states"][4]["requests"][0]["named"] == {"#set": []}
 

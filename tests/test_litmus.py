@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -106,11 +104,13 @@ L1 = (LITMUS_DIR / "L1.toml").read_text()
 @pytest.mark.parametrize("args,message", [
     (["litmus", "SCEN_ACTION"], "unknown action 'teleport'"),
     (["litmus", "SCEN_POLICY"], "unknown policy 'nonesuch'"),
-    (["litmus", "--json", "--target", "tpu"], "unknown target 'tpu'"),
+    (["litmus", "--json", "--target", "tpu"], "invalid choice: 'tpu'"),
     (["explore", "--usable", "2", "--claim", "3", "--request", "1", "--no-traces"],
      "more than the usable pool of 2"),
-    (["explore", "--usable", "-4"], "usable pool must be at least 1 block"),
-    (["explore", "--usable", "4", "--request", "-1"], "live blocks needed must be > 0"),
+    (["explore", "--usable", "-4"], "-4 is out of range 0..1000000"),
+    (["explore", "--usable", "0"], "usable pool must be at least 1 block"),
+    (["explore", "--usable", "4", "--request", "-1"], "-1 is out of range 0..1000000"),
+    (["explore", "--usable", "4", "--request", "0"], "live blocks needed must be > 0"),
     (["explore", "--usable", "4", "--policy", "nonesuch"], "unknown policy"),
     (["explore", "--replay", "BADITF"], "missing variable(s) seq"),
     (["explore", "--replay", "NOTJSON"], "not JSON"),
@@ -118,7 +118,8 @@ L1 = (LITMUS_DIR / "L1.toml").read_text()
     (["sweep", "--sizes", "80,x", "--json"], "expected comma-separated integers"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
-    subs = {"SCEN_ACTION": _bad_scenario(tmp_path, "a.toml", L1.replace('"materialize"', '"teleport"')),
+    subs = {"SCEN_ACTION": _bad_scenario(tmp_path, "a.toml",
+                                         L1.replace('"materialize"', '"teleport"')),
             "SCEN_POLICY": _bad_scenario(tmp_path, "p.toml", L1.replace("expect.full.native",
                                                               "expect.full.nonesuch")),
             "BADITF": str(tmp_path / "bad.itf.json"), "NOTJSON": str(tmp_path / "x.json")}

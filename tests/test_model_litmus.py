@@ -1,4 +1,4 @@
-"""The litmus suite (CONTRACT.md section 8) on the MicroRuntime, driven through its own API
+"""The litmus suite (docs/CONTRACT.md section 8) on the MicroRuntime, driven through its own API
 and arbiter at the reference sizes: protected resident 60, active prefill 70, usable 80 (a pool
 of 81 blocks with the null block).  Each expectation is the contract's, exactly; L7 and the
 findings come from the events alone (the observer)."""

@@ -141,8 +141,9 @@ def test_cli_observe_exit_codes(tmp_path, capsys):
     assert main(["observe", str(bad), "--json"]) == 12
     assert json.loads(capsys.readouterr().out)["findings"][0]["kind"] == "protected_victim"
     assert main(["observe", str(broken)]) == 2
-    assert capsys.readouterr().err.strip() == f"kvclaims observe: {broken}:1: not JSON " \
-                                              f"(Expecting property name enclosed in double quotes)"
+    assert capsys.readouterr().err.strip().startswith(
+        f"kvclaims observe: {broken}:1: not JSON: Expecting property name enclosed in double "
+        f"quotes")
     assert main(["observe", str(tmp_path / "missing.jsonl")]) == 2
 
 
