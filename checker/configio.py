@@ -49,7 +49,8 @@ _PRED = re.compile(r"^\s*(leading_prefix_at_least|contiguous_range)\s*\(\s*(\d{1
 BOUNDS = {"usable": MAX_BLOCKS, "cap": MAX_BLOCKS, "footprint": MAX_BLOCKS,
           "footprint_blocks": MAX_BLOCKS, "pred_start": MAX_BLOCKS, "pred_len": MAX_BLOCKS,
           "need": MAX_BLOCKS, "owner": MAX_LABEL, "identity": MAX_LABEL,
-          "duration": MAX_DURATION, "mode": max(Mode)}
+          "duration": MAX_DURATION, "mode": max(Mode), "headroom": MAX_BLOCKS,
+          "response_ticks": MAX_DURATION}
 
 
 def _int(d: Dict[str, Any], key: str, default=None, where="") -> int:
@@ -128,9 +129,13 @@ def request_from_dict(d: Dict[str, Any], j: int) -> RequestConfig:
 
 
 def config_from_dict(d: Dict[str, Any]) -> Config:
-    _fields(d, ("usable", "cap", "claims", "requests"), "configuration ")
+    _fields(d, ("usable", "cap", "headroom", "response_ticks", "claims", "requests"),
+            "configuration ")
     usable = _int(d, "usable")
-    headroom = _int(d, "headroom", default_headroom(usable))
+    # as the runtimes do (model.ledger.headroom_and_cap): without a cap the default headroom
+    # applies; a configuration that states a cap and no headroom has chosen usable - cap
+    headroom = _int(d, "headroom", default_headroom(usable) if d.get("cap") is None
+                    else max(0, usable - _int(d, "cap")))
     cfg = Config(usable=usable, cap=_int(d, "cap", default_cap(usable, headroom)),
                  claims=tuple(claim_from_dict(c, i) for i, c in enumerate(_records(d, "claims"))),
                  requests=tuple(request_from_dict(r, j)

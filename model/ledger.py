@@ -716,10 +716,11 @@ class ClaimLedger:
         named = self.named() if named is None else named
         prot = self.protected_resident
         total = prot + self.active_live + new_blocks
+        # the shortfall is what the claims cost the request (O16): running requests finish
         self.emit("conflict", request_id=request_id, blocking_claim_ids=list(named),
                   protected_resident_blocks=prot, active_live_blocks_required=live,
                   resident_plus_active_blocks=total,
-                  capacity_shortfall_blocks=total - self.usable,
+                  capacity_shortfall_blocks=max(0, prot + new_blocks - self.usable),
                   free_blocks_before_allocate=self.residency.free_blocks(),
                   feasibility="infeasible" if infeasible else "wait", arbiter_action=action)
         return named
@@ -731,8 +732,11 @@ class ClaimLedger:
         r = self.request(request_id)
         action, what = (("defer", "deferred") if status == RS.DEFERRED
                         else ("refuse", "refused"))
-        r.named = self.conflict(request_id, live=live, new_blocks=new_blocks,
-                                infeasible=infeasible, action=action)
+        if self.policy.arbitrates:
+            r.named = self.conflict(request_id, live=live, new_blocks=new_blocks,
+                                    infeasible=infeasible, action=action)
+        else:       # a stock runtime's request just waits: no conflict, no claim named
+            r.named = ()
         r.status = status
         if status == RS.DEFERRED:
             r.deferred_at = self.clock

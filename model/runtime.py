@@ -410,6 +410,11 @@ class MicroRuntime:
         """O8: exactly the claims whose protected blocks are resident in the pool."""
         return self.ledger.blocking_claims()
 
+    def close_run(self) -> None:
+        """End the run's telemetry with run_closed (an observer calls a trace without it
+        incomplete)."""
+        self.ledger.close_run()
+
     def lowering(self, mode) -> Lowering:
         """O7 capability honesty: what this runtime's primitive is worth for a mode."""
         return lowering_verdict(self.policy.primitive, parse_mode(mode))
@@ -424,14 +429,19 @@ class MicroRuntime:
 
     def defer(self, request_id: str) -> bool:
         r = self._request(request_id)
-        if r.status != RS.NONE or not self.in_conflict(request_id):
+        if self.policy.arbitrates:
+            waits = self.in_conflict(request_id)
+        else:       # stock: it would evict any cached block, so only running requests count
+            waits = r.live_required > self.usable - self.active_live()
+        if r.status != RS.NONE or not waits:
             return False
         return self._hold_back(r, RS.DEFERRED)
 
     def refuse(self, request_id: str) -> bool:
         """Refuse a deferred request that cannot fit while the claims stand."""
         r = self._request(request_id)
-        if not (r.status == RS.DEFERRED and self.in_conflict(request_id)
+        if not (self.policy.arbitrates and r.status == RS.DEFERRED
+                and self.in_conflict(request_id)
                 and self._infeasible(request_id)):
             return False
         return self._hold_back(r, RS.REFUSED)

@@ -64,13 +64,13 @@ def test_every_emitted_event_validates(policy, mode):
     assert [json.loads(line) for line in out.getvalue().splitlines()] == evs
 
 
-@pytest.mark.xfail(strict=True, reason="runtime side of issue 15 pending (lead): the "
-                   "MicroRuntime does not emit run_closed yet")
 def test_busy_run_covers_most_event_types():
     seen = set()
     for policy in POLICIES:
         for mode in (Mode.HARD_PROTECTED, Mode.EXPIRING):
-            seen |= {e["type"] for e in busy_run(policy, mode, Telemetry()).telemetry.events}
+            rt = busy_run(policy, mode, Telemetry())
+            rt.close_run()
+            seen |= {e["type"] for e in rt.telemetry.events}
     assert set(EVENT_TYPES) - seen == set()
 
 

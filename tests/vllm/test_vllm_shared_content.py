@@ -57,9 +57,6 @@ def _check_events(events, harm: bool):
     assert dict(materialized) == {c: 1 for c in CLAIM.values()}
 
 
-@pytest.mark.xfail(strict=True, reason="the MicroRuntime keeps one object per block hash "
-                   "(model/runtime.py _where) until it is ported onto the ClaimLedger; "
-                   "XPASS when the port lands: drop this mark")
 def test_shared_content_loss_on_the_micro_runtime():
     from kvclaims.model.runtime import MicroRuntime
     from kvclaims.model.claims import CacheIdentity
