@@ -17,7 +17,8 @@ def configs(draw, max_slots=3, max_usable=12):
         f = draw(st.integers(1, max_usable))
         start = draw(st.integers(0, f - 1))
         length = draw(st.integers(1, f - start))
-        mode = draw(st.sampled_from(list(Mode)))
+        # demotable weighted up: only it can be demoted (O13), and workloads must reach it
+        mode = draw(st.sampled_from(list(Mode) + [Mode.DEMOTABLE] * 2))
         dur = draw(st.integers(1, 3)) if mode == Mode.EXPIRING else draw(st.integers(0, 2))
         claims.append(ClaimConfig(f, start, length, int(mode), draw(st.integers(0, 2)),
                                   draw(st.integers(0, 1)), dur))

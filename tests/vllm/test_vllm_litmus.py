@@ -53,8 +53,9 @@ def test_sweep_on_the_patched_engine_is_the_specs(vllm_layer):
     """`kvclaims sweep --target vllm-patched-engine` (scaled: a 6-block hard claim, a 7-block
     request, usable 8..16; one engine per pool size; at 7 the engine rejects the
     7-block prompt as longer than its model length) gives the spec's rows, every decision
-    the scheduler's own: refused (hard_refuse) or demoted then served (hard_demote) while
-    6 + 7 > usable, served with the claim preserved from 13 on."""
+    the scheduler's own: refused while 6 + 7 > usable under both policies (the claim is
+    hard_protected: hard_demote relaxes only demotable claims, O13), served with the claim
+    preserved from 13 on; a demotable claim is demoted then the request served."""
     from kvclaims.checker.cli_litmus import sweep_rows
 
     sizes, pols = [8, 10, 12, 13, 16], ["hard_refuse", "hard_demote"]
@@ -62,7 +63,10 @@ def test_sweep_on_the_patched_engine_is_the_specs(vllm_layer):
     engine = sweep_rows(6, 7, sizes, pols, "vllm-patched-engine")
     assert strip(engine) == strip(sweep_rows(6, 7, sizes, pols, "spec"))
     assert [(r["usable"], r["policy"], r["outcome"]) for r in engine] == [
-        (u, p, "serve_preserve" if u >= 13 else
-         "refused" if p == "hard_refuse" else "demote_then_serve")
-        for u in sizes for p in pols]
+        (u, p, "serve_preserve" if u >= 13 else "refused") for u in sizes for p in pols]
     assert all(r["broken_obligations"] == [] and r["claims_harmed"] == 0 for r in engine)
+    from kvclaims.spec.vocab import Mode
+    dem = sweep_rows(6, 7, [8, 13], ["hard_demote"], "vllm-patched-engine", Mode.DEMOTABLE)
+    assert strip(dem) == strip(sweep_rows(6, 7, [8, 13], ["hard_demote"], "spec",
+                                          Mode.DEMOTABLE))
+    assert [r["outcome"] for r in dem] == ["demote_then_serve", "serve_preserve"]

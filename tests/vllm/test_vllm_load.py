@@ -20,11 +20,10 @@ def check_stall(policy, done):
     assert set(done) == {"A", "B", "C", "D", "D2", "E"}, done
     assert done["A"]["finish_reason"] == "length"
     assert done["C"]["finish_reason"] == "length"
-    if policy == "hard_refuse":
-        assert done["B"] == {"finish_reason": "error", "stop_reason": REFUSED_B,
-                             "step": done["B"]["step"]}
-    else:       # the claim is demoted, event first, and B is served
-        assert done["B"]["finish_reason"] == "length"
+    # A's claim is hard_protected: refused under both policies (hard_demote relaxes only a
+    # demotable claim, O13)
+    assert done["B"] == {"finish_reason": "error", "stop_reason": REFUSED_B,
+                         "step": done["B"]["step"]}
     assert done["B"]["step"] <= 3 and done["C"]["step"] <= 3
     assert done["D"]["stop_reason"] == ("kvclaims: bad claim: kvclaims_claim is longer than "
                                         "4096 characters")
@@ -40,8 +39,7 @@ def test_stall_reproduction_in_process(fresh, policy):
     eng, arb = fresh(policy, cap=60)
     done = stall_scenario(eng.llm)
     check_stall(policy, done)
-    assert arb.counters["refused"] == (1 if policy == "hard_refuse" else 0)
-    assert arb.counters["demoted"] == (1 if policy == "hard_demote" else 0)
+    assert arb.counters["refused"] == 1 and arb.counters["demoted"] == 0
     assert arb.counters["bad_input"] == 2
 
 

@@ -21,9 +21,10 @@ from spec_strategies import configs  # tests/spec_strategies.py
 HARD = int(Mode.HARD_PROTECTED)
 
 
-def cfg_60_70(usable=80, mode=HARD, duration=0, cap=60):
+def cfg_60_70(usable=80, mode=HARD, duration=0, cap=60, response_ticks=None):
+    extra = {} if response_ticks is None else {"response_ticks": response_ticks}
     return Config(usable, cap, (ClaimConfig(60, 0, 60, int(mode), 0, 0, duration),),
-                  (RequestConfig(70),))
+                  (RequestConfig(70),), **extra)
 
 
 S = Step
@@ -126,7 +127,9 @@ def test_L5_patched_expires_before_loss(targets):
     t = targets.VllmPatchedTarget()
     tick = S("tick", ())
     steps = [MAT, SUB, ACC, ADMIT, DEFER, tick, tick, ADMIT]
-    rep = run(t, cfg_60_70(mode=Mode.EXPIRING, duration=2), "hard_refuse", steps)
+    # the request waits two ticks for the expiry: within its bounded response (O14)
+    rep = run(t, cfg_60_70(mode=Mode.EXPIRING, duration=2, response_ticks=3), "hard_refuse",
+              steps)
     assert [s.index for s in rep.declined] == [4] and rep.broken_at_end() == ()
     types = [e["type"] for e in t.events()]
     assert types.index("claim_expired") < types.index("victim")
