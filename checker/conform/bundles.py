@@ -43,13 +43,19 @@ BUNDLES: Dict[str, Tuple[str, ...]] = {m: bundle(m) for m in MODE_NAMES}
 # spec, replaying the target's own choices, saw the obligation hold.
 WITNESSES: Dict[str, Tuple[str, ...]] = {
     "L1": ("O1",),                      # ordinary eviction is not harm
-    "L2": ("O2",),                      # no-admit leaves live blocks as they are
-    "L3": ("O3", "O7", "O8"),           # pressure: no protected victim (a hold, not a
-                                        # preference), the blocking claim named
-    "L4": ("O4", "O9"),                 # demotion event before the later loss
-    "L5": ("O4", "O9"),                 # expiry event before the later loss
+    "L2": ("O2", "O13"),                # no-admit leaves live blocks as they are; the
+                                        # hard claim is never harmed (write_no_admit breaks it)
+    "L3": ("O3", "O7", "O8", "O16"),    # pressure: no protected victim (a hold, not a
+                                        # preference), the blocking claim named, the
+                                        # conflict's shortfall and verdict the true ones
+    "L4": ("O4", "O9", "O13"),          # demotion event before the later loss (of a
+                                        # demotable claim)
+    "L5": ("O4", "O9", "O13", "O14"),   # expiry event before the later loss; the deferred
+                                        # request waits exactly response_ticks (late_release
+                                        # demoting the expiring claim breaks O13)
     "L6": ("O5",),                      # predicate over positions, not block count
-    "L7": ("O6",),                      # the trace alone reconstructs the outcome
+    "L7": ("O6", "O16"),                # the trace alone reconstructs the outcome,
+                                        # the conflict events' content included
     "I1": ("O10",),                     # non-owner release refused, no cross-identity reuse
 }
 # Where an obligation's meaning depends on the mode, only the case about that mode counts:
@@ -58,7 +64,15 @@ WITNESSES: Dict[str, Tuple[str, ...]] = {
 MODE_WITNESSES: Dict[Tuple[str, str], Tuple[str, ...]] = {
     ("demotable", "O4"): ("L4",),
     ("expiring", "O4"): ("L5",),
+    # mode honesty is about the mode: only the case whose claim has that mode shows it
+    ("hard_protected", "O13"): ("L2",),
+    ("demotable", "O13"): ("L4",),
+    ("expiring", "O13"): ("L5",),
 }
+# No case exercises O11 (every case's claim fits the cap exactly; none submits one over it),
+# O12 (every request needs more than the headroom, except I1's, whose claim cannot exceed the
+# cap) or O15 (no case offers a runtime a feasible request to refuse spuriously): they stay
+# without evidence and the rows that need them fail closed.
 
 
 def witnesses(mode: str, ob: str) -> Tuple[str, ...]:
