@@ -19,14 +19,18 @@ MODES = ("hard_protected", "soft_priority", "demotable", "offloadable", "expirin
 
 # Written out here, apart from the descriptors' own [expect] tables: the verdict matrix.
 SHIPPED = {
-    "kvclaims-microruntime": (N, AS, N, UN, N, AS),
-    "vllm-patched": (N, AS, N, UN, N, AS),
+    # no litmus case exercises O11, O12 or O15: the protected rows fail closed
+    "kvclaims-microruntime": (AS, AS, AS, UN, AS, AS),
+    "vllm-patched": (AS, AS, AS, UN, AS, AS),
     "vllm": (RJ, AS, RJ, UN, RJ, AS),
     "tensorrt-llm": (RJ, AS, UN, AS, RJ, AS),
     "sglang": (RJ, UN, UN, UN, UN, UN),
     "dynamo": (RJ, AS, UN, UN, UN, AS),
     "lmcache": (RJ, UN, UN, AS, UN, UN),
 }
+
+# obligations no litmus case exercises (README, conformance): no row can evidence them
+UNEXERCISED = ("O11", "O12", "O15")
 
 BAD = {   # descriptor -> (mode, class, rule)
     "priority-as-hard": ("hard_protected", RJ, "O7-preference-as-protected-claim"),
@@ -55,12 +59,19 @@ def matrix(rows):
 
 def test_bundles_come_from_the_spec_table():
     assert set(bundles.BUNDLES["hard_protected"]) == set(OBLIGATIONS)
-    assert bundles.BUNDLES["soft_priority"] == ("O1", "O5", "O6", "O7", "O9", "O10")
+    assert bundles.BUNDLES["soft_priority"] == ("O1", "O5", "O6", "O7", "O9", "O10", "O11",
+                                                "O12", "O13", "O14", "O15", "O16")
     assert bundles.BUNDLES["offloadable"] == bundles.BUNDLES["best_effort"]
     for obs in bundles.WITNESSES.values():
         assert set(obs) <= set(OBLIGATIONS)
     assert bundles.witnesses("demotable", "O4") == ("L4",)
     assert bundles.witnesses("hard_protected", "O4") == ("L4", "L5")
+    assert bundles.witnesses("hard_protected", "O13") == ("L2",)
+    assert bundles.witnesses("expiring", "O13") == ("L5",)
+    assert bundles.witnesses("demotable", "O14") == ("L5",)
+    assert bundles.witnesses("hard_protected", "O16") == ("L3", "L7")
+    for ob in UNEXERCISED:
+        assert bundles.witnesses("hard_protected", ob) == ()
 
 
 def test_shipped_verdict_matrix():
@@ -69,9 +80,11 @@ def test_shipped_verdict_matrix():
     assert not [r for r in rows if r.mismatch]
     # none of the curated substrates reaches native conformance for a hard claim
     hard = {r.runtime: r for r in rows if r.mode == "hard_protected"}
-    assert [rt for rt, r in hard.items() if r.cls == N] == ["kvclaims-microruntime",
-                                                             "vllm-patched"]
-    assert all(o["status"] == "machine" for o in hard["vllm-patched"].obligations.values())
+    assert [rt for rt, r in hard.items() if r.cls == N] == []
+    for rt in ("kvclaims-microruntime", "vllm-patched"):
+        assert hard[rt].rules == ["no-evidence:" + ",".join(UNEXERCISED)]
+        assert {ob for ob, o in hard[rt].obligations.items() if o["status"] != "machine"} \
+            == set(UNEXERCISED)
     # stock vLLM: unsound by O7, and our harness run on vLLM's own block pool shows it
     assert hard["vllm"].rules == ["O7-preference-as-protected-claim",
                                   "evidence-shows-violation:O3,O5,O6"]
@@ -140,7 +153,7 @@ def test_evidence_that_fails_its_cases_evidences_nothing(tmp_path):
                               for ln in text.splitlines()))
     row = {r.mode: r for r in run([desc])}["hard_protected"]
     # L3 witnesses O3, O7 and O8: without it those have no evidence
-    assert (row.cls, row.rules) == (AS, ["no-evidence:O3,O7,O8"])
+    assert (row.cls, row.rules) == (AS, ["no-evidence:O3,O7,O8,O11,O12,O15"])
 
 
 def test_recompute_reproduces_the_microruntime_evidence():
@@ -166,7 +179,7 @@ def test_a_new_spec_obligation_without_evidence_fails_closed(monkeypatch):
     monkeypatch.setitem(verdict.BUNDLES, "hard_protected",
                         verdict.BUNDLES["hard_protected"] + ("O99",))
     row = {r.mode: r for r in run([DESCRIPTOR_DIR / "vllm-0.32-patched.toml"])}["hard_protected"]
-    assert (row.cls, row.rules) == (AS, ["no-evidence:O99"])
+    assert (row.cls, row.rules) == (AS, ["no-evidence:O11,O12,O15,O99"])
 
 
 def _descriptor(tmp_path, name, integration="native", version="0.1.0", anchor=True,
@@ -195,7 +208,7 @@ hard_protected = "pin"
 
 
 ALL_CITED = '''[[citation]]
-obligations = ["O1", "O2", "O3", "O4", "O5", "O6", "O7", "O8", "O9", "O10"]
+obligations = ["O1", "O2", "O3", "O4", "O5", "O6", "O7", "O8", "O9", "O10", "O11", "O12", "O13", "O14", "O15", "O16"]
 elements = ["protection"]
 url = "https://example.org/runtime/docs"
 version = "{v}"
@@ -209,7 +222,11 @@ where = "section 1"
     ("substrate", AS, "substrate-without-claim-layer"),
     ("native", N, "all-obligations-machine-evidenced"),
 ])
-def test_integration_decides_the_class_of_a_complete_bundle(tmp_path, integration, cls, rule):
+def test_integration_decides_the_class_of_a_complete_bundle(tmp_path, monkeypatch,
+                                                             integration, cls, rule):
+    # a bundle the shipped evidence covers: the spec's, less what no litmus case exercises
+    monkeypatch.setitem(verdict.BUNDLES, "hard_protected", tuple(
+        o for o in verdict.BUNDLES["hard_protected"] if o not in UNEXERCISED))
     row = {r.mode: r for r in run([_descriptor(tmp_path, "x", integration)])}["hard_protected"]
     assert (row.cls, row.rules) == (cls, [rule])
 

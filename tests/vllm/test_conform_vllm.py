@@ -11,7 +11,8 @@ NATIVE, APPROX, REJECTED, UNKNOWN = ("native_conformance", "approximation_substr
 
 
 @pytest.mark.parametrize("descriptor,classes", [
-    ("vllm-0.32-patched.toml", (NATIVE, APPROX, NATIVE, UNKNOWN, NATIVE, APPROX)),
+    # O11, O12, O15: no litmus case exercises them, the protected rows fail closed
+    ("vllm-0.32-patched.toml", (APPROX, APPROX, APPROX, UNKNOWN, APPROX, APPROX)),
     ("vllm-0.32-stock.toml", (REJECTED, APPROX, REJECTED, UNKNOWN, REJECTED, APPROX)),
 ])
 def test_recompute_reproduces_the_vllm_evidence(vllm_layer, descriptor, classes):
