@@ -11,7 +11,13 @@ def test_everything_matches_the_manifest():
     pruns, mruns, sruns = run_all(list(POLICIES), list(MUTATIONS), list(CONFORMANT),
                                   Settings(), jobs=2)
     assert mf.compare(m, pruns, mruns, sruns) == []
-    assert len(pruns) == 8 and len(mruns) == 6 and len(sruns) == 40
+    assert len(pruns) == len(POLICIES) and len(mruns) == len(MUTATIONS) and sruns
     for r in mruns:
         assert any(v.verdict == "violated" for v in r.verdicts), f"{r.policy} not caught"
-    assert not any(v.verdict == "unknown" for r in pruns + mruns for v in r.verdicts)
+    # issue 15: two bad-policy verdicts have neither a proof nor a counterexample within the
+    # bound (reported "unknown", pinned in the manifest); nothing else may be unknown
+    unknown = {(r.policy, v.obligation) for r in pruns + mruns for v in r.verdicts
+               if v.verdict == "unknown"}
+    assert unknown <= {("native", "O8"), ("block_count", "O13")}, unknown
+    assert not any(v.verdict == "unknown" for r in pruns if r.policy in CONFORMANT
+                   for v in r.verdicts)
