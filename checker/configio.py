@@ -16,7 +16,7 @@ from kvclaims.spec.algebra import CONCRETE
 from kvclaims.spec.obligations import config_errors
 from kvclaims.spec.policy import MUTATIONS, POLICIES, Policy
 from kvclaims.spec.state import (DEFAULT_RESPONSE_TICKS, ClaimConfig, Config, RequestConfig,
-                                 default_cap, default_headroom)
+                                 default_cap, headroom_given)
 from kvclaims.spec.vocab import Mode
 
 MODES = {m.name.lower(): int(m) for m in Mode}
@@ -132,10 +132,8 @@ def config_from_dict(d: Dict[str, Any]) -> Config:
     _fields(d, ("usable", "cap", "headroom", "response_ticks", "claims", "requests"),
             "configuration ")
     usable = _int(d, "usable")
-    # as the runtimes do (model.ledger.headroom_and_cap): without a cap the default headroom
-    # applies; a configuration that states a cap and no headroom has chosen usable - cap
-    headroom = _int(d, "headroom", default_headroom(usable) if d.get("cap") is None
-                    else max(0, usable - _int(d, "cap")))
+    stated_cap = None if d.get("cap") is None else _int(d, "cap")
+    headroom = _int(d, "headroom", headroom_given(usable, stated_cap, None))
     cfg = Config(usable=usable, cap=_int(d, "cap", default_cap(usable, headroom)),
                  claims=tuple(claim_from_dict(c, i) for i, c in enumerate(_records(d, "claims"))),
                  requests=tuple(request_from_dict(r, j)

@@ -28,6 +28,7 @@ from typing import (Any, Deque, Dict, Hashable, List, Optional, Protocol, Sequen
                     Tuple)
 
 from kvclaims.spec.policy import Naming, Policy, policy_by_name
+from kvclaims.spec.state import default_cap, headroom_given
 from kvclaims.spec.vocab import (ClaimStatus as CS, Mode, PROTECTED_MODES, RESPONSIBLE,
                                  RequestStatus as RS)
 
@@ -133,12 +134,6 @@ def _prometheus_counter():
     return _PROM or None
 
 
-def default_headroom(usable: int) -> int:
-    """Active headroom a deployment keeps when it states none: a quarter of the usable pool
-    (usable 80 -> 20, cap 60: the reference example)."""
-    return usable // 4
-
-
 def headroom_and_cap(usable: int, cap: Optional[int],
                      headroom: Optional[int]) -> Tuple[int, int]:
     """(headroom, cap) after the defaults, or ValueError (one line): the acceptance cap
@@ -150,12 +145,11 @@ def headroom_and_cap(usable: int, cap: Optional[int],
             raise ValueError(f"protected {name} must be an integer, got {v!r}")
     if cap is not None and not 0 <= cap <= usable:
         raise ValueError(f"protected cap {cap} must be between 0 and the usable pool {usable}")
-    if headroom is None:
-        headroom = default_headroom(usable) if cap is None else usable - cap
+    headroom = headroom_given(usable, cap, headroom)
     if not 0 <= headroom <= usable:
         raise ValueError(f"headroom {headroom} must be between 0 and the usable pool {usable}")
     if cap is None:
-        cap = usable - headroom
+        cap = default_cap(usable, headroom)
     if not 0 <= cap <= usable - headroom:
         raise ValueError(f"protected cap {cap} must be between 0 and usable - headroom = "
                          f"{usable - headroom}")
@@ -472,9 +466,6 @@ class ClaimLedger:
     def settle(self, cause: str, request_id: Optional[str] = None) -> List[Victim]:
         """After an allocation (or eviction): announce it; the victims announced."""
         return self.flush(cause, request_id)
-
-    def flush_stored(self) -> None:
-        self.flush()
 
     # --- protection ---------------------------------------------------------------------------
 

@@ -237,7 +237,7 @@ class MicroRuntime:
         for p, b in enumerate(blocks):
             self._store(b, obj.hashes[p])  # a protected object's block is pinned here
         self.pool.release_all(blocks[::-1], [self._tier_of_hash(h) for h in obj.hashes[::-1]])
-        self.ledger.flush_stored()         # object_stored, then the claims it materializes
+        self.ledger.flush()         # object_stored, then the claims it materializes
         return True
 
     def _store(self, b: int, h: int) -> None:

@@ -410,30 +410,31 @@ def stall_scenario(llm: Any, steps: int = 400) -> Dict[str, Dict[str, Any]]:
                                          "kvclaims_claim": json.dumps(STALL_CLAIM)})
     add("B", fresh_token_ids("B", 70))
     done: Dict[str, Dict[str, Any]] = {}
-    added_c = False
-    for n in range(steps):
-        for out in eng.step():
-            if out.finished:
-                o = out.outputs[0]
-                done[out.request_id] = {"finish_reason": str(o.finish_reason),
-                                        "stop_reason": o.stop_reason, "step": n}
-        if "A" in done and not added_c:
+
+    def run_until(want, limit, after_step=None):
+        for n in range(limit):
+            for out in eng.step():
+                if out.finished:
+                    o = out.outputs[0]
+                    done[out.request_id] = {"finish_reason": str(o.finish_reason),
+                                            "stop_reason": o.stop_reason, "step": n}
+            if after_step is not None:
+                after_step()
+            if want <= set(done):
+                return
+
+    def add_c_after_a():
+        if "A" in done and not added:
             add("C", fresh_token_ids("C", 1))
-            added_c = True
-        if {"A", "B", "C"} <= set(done):
-            break
+            added.append("C")
+
+    added: List[str] = []
+    run_until({"A", "B", "C"}, steps, add_c_after_a)
     add("D", fresh_token_ids("D", 2), {"kvclaims_tenant": "t1", "kvclaims_claim": DEEP_CLAIM})
     add("D2", fresh_token_ids("D2", 2), {"kvclaims_tenant": "t1",
                                          "kvclaims_claim": NESTED_CLAIM})
     add("E", fresh_token_ids("E", 2))
-    for n in range(50):
-        for out in eng.step():
-            if out.finished:
-                o = out.outputs[0]
-                done[out.request_id] = {"finish_reason": str(o.finish_reason),
-                                        "stop_reason": o.stop_reason, "step": n}
-        if {"D", "D2", "E"} <= set(done):
-            break
+    run_until({"D", "D2", "E"}, 50)
     return done
 
 

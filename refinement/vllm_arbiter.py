@@ -68,20 +68,8 @@ class ClaimArbiter(ClaimLedger):
     def _on_evict(self, block: Any, block_hash: bytes) -> None:
         self.evicted(block_hash, block.block_id, "lru")
 
-    # --- compatibility names used by the targets and tests ---------------------------------
-
-    def _emit(self, type_: str, **fields):
-        return self.emit(type_, **fields)
-
-    def _count(self, event: str) -> None:
-        self.count(event)
-
     def resident_positions(self, obj: ObjectRec) -> List[bool]:
         return [bool(x) for x in obj.present]
-
-    def note_stored(self, obj: ObjectRec) -> None:
-        if not obj.stored and obj.n_present:
-            self._announce_stored(obj, obj.positions())
 
     # --- conflicts ----------------------------------------------------------------------------
 

@@ -282,7 +282,7 @@ class _VllmTarget:
         _, hit_tokens = va.get_computed_blocks(self.driver.manager, probe)
         if hit_tokens <= 0:
             return Applied(False, note="no prefix hit")
-        self.arb._emit("prefix_hit", request_id=rid, object_id=oid,
+        self.arb.emit("prefix_hit", request_id=rid, object_id=oid,
                        blocks=hit_tokens // BLOCK_SIZE)
         return Applied(True)
 

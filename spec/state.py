@@ -13,7 +13,7 @@ Every field is a Python value or a z3 term: the same dataclasses carry both inte
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any, Tuple
+from typing import Any, Optional, Tuple
 
 from .vocab import ClaimStatus, Mode, RequestStatus, RESPONSIBLE, PROTECTED_MODES
 
@@ -32,6 +32,14 @@ def default_headroom(usable: int) -> int:
 def default_cap(usable: int, headroom: int) -> int:
     """The acceptance cap a configuration gets when it gives none: everything but the headroom."""
     return usable - headroom
+
+
+def headroom_given(usable: int, cap: Optional[int], headroom: Optional[int]) -> int:
+    """The headroom a configuration means: the stated one; without one, the default when no cap
+    is stated either, else what the stated cap leaves (the operator chose usable - cap)."""
+    if headroom is not None:
+        return headroom
+    return default_headroom(usable) if cap is None else max(0, usable - cap)
 
 
 @dataclass(frozen=True)
