@@ -14,10 +14,8 @@ def test_everything_matches_the_manifest():
     assert len(pruns) == len(POLICIES) and len(mruns) == len(MUTATIONS) and sruns
     for r in mruns:
         assert any(v.verdict == "violated" for v in r.verdicts), f"{r.policy} not caught"
-    # issue 15: two bad-policy verdicts have neither a proof nor a counterexample within the
-    # bound (reported "unknown", pinned in the manifest); nothing else may be unknown
-    unknown = {(r.policy, v.obligation) for r in pruns + mruns for v in r.verdicts
-               if v.verdict == "unknown"}
-    assert unknown <= {("native", "O8"), ("block_count", "O13")}, unknown
+    # since issue 15 some bad-policy and mutation verdicts have neither a proof nor a
+    # counterexample within the bound: "unknown", each pinned in the manifest (compared
+    # above); a conformant policy has none
     assert not any(v.verdict == "unknown" for r in pruns if r.policy in CONFORMANT
                    for v in r.verdicts)
