@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import (Any, Deque, Dict, Hashable, List, Optional, Protocol, Sequence,
                     Tuple)
 
-from kvclaims.spec.policy import Naming, Policy, policy_by_name
+from kvclaims.spec.policy import POLICIES, Naming, Policy, policy_by_name
 from kvclaims.spec.state import default_cap, headroom_given
 from kvclaims.spec.vocab import (ClaimStatus as CS, Mode, PROTECTED_MODES, RESPONSIBLE,
                                  RequestStatus as RS)
@@ -162,7 +162,13 @@ class ClaimLedger:
                  max_duration: Optional[int] = None, keep_ended: Optional[int] = 4096,
                  prometheus: bool = False, headroom: Optional[int] = None):
         self.residency = residency
-        self.policy: Policy = policy_by_name(policy) if isinstance(policy, str) else policy
+        if isinstance(policy, str):
+            try:
+                policy = policy_by_name(policy)
+            except KeyError:        # a runtime configured with a policy nobody implemented
+                raise ValueError(f"unknown claim policy {policy!r} (choose from "
+                                 f"{', '.join(POLICIES)})") from None
+        self.policy: Policy = policy
         self.pins = self.policy.honours_claims and not self.policy.preference_only
         self.usable = residency.usable
         self.headroom, self.cap = headroom_and_cap(self.usable, cap, headroom)

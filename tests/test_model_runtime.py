@@ -204,3 +204,11 @@ def test_stock_eviction_loses_exactly_the_shortfall_from_the_tail(num_blocks):
     lost = max(0, 130 - (num_blocks - 1))
     assert r.taken and [v.position for v in r.victims] == list(range(59, 59 - lost, -1))
     assert rt.objects["A"].interval() == ((0, 60 - lost) if lost < 60 else (0, 0))
+
+
+def test_an_unknown_policy_is_refused_with_its_name():
+    import pytest
+    from kvclaims.model.runtime import RuntimeUsageError
+    with pytest.raises(RuntimeUsageError, match=r"^unknown claim policy 'bogus' \(choose from "
+                                                 r"native, "):
+        MicroRuntime(81, "bogus")
