@@ -81,6 +81,13 @@ class Canon:
             self.dead_clock.append(ix["clock"])
         if not symmetry:
             self.dead_clock = []
+        # With the clock reset above, `tick` stays enabled forever and a deferred request's
+        # `waited` counter would grow without bound.  Only `waited >= response_ticks` (tick's
+        # guard) and `waited <= response_ticks` (O14) read it, so every value past
+        # response_ticks behaves alike: saturating there is a bisimulation.
+        self.waited = ([ix[f"requests[{j}].waited"] for j in range(cfg.R)]
+                       if ix["clock"] in self.dead_clock else [])
+        self.waited_cap = cfg.response_ticks + 1
         self.symmetry = self.symmetry or bool(self.dead_clock)
         self._orbit = self._orbit_maps(cs)
 
@@ -147,6 +154,9 @@ class Canon:
         t[self.seq] = top
         for k in self.dead_clock:
             t[k] = 0
+        for k in self.waited:
+            if t[k] > self.waited_cap:
+                t[k] = self.waited_cap
         if not self.symmetry:
             return tuple(t)
         if self._orbit is not None:

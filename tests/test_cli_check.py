@@ -17,7 +17,7 @@ def run(args, cwd):
 
 @pytest.mark.parametrize("args,needle", [
     (["--policy", "nosuch"], "unknown policy 'nosuch'"),
-    (["--obligation", "O11"], "unknown obligation 'O11'"),
+    (["--obligation", "O99"], "unknown obligation 'O99'"),
     (["--mutation", "nope"], "unknown mutation 'nope'"),
     (["--depth", "-1"], "out of range 0..64"),
     (["--timeout", "zero"], "is not a number"),
