@@ -204,6 +204,8 @@ def observe(cfg: Config, pol: Policy, view: Dict[str, Any], events: List[Dict[st
         "claims_accepted": sum(1 for e in events if e["type"] == "claim_accepted"),
         "harm_events": sum(1 for e in events if e["type"] == "claim_harmed"),
         "claim_status": ClaimStatus(view["claims[0].status"]).name if cfg.K else None,
+        # every claim slot: a case about acceptance control shows the claim the cap rejected
+        "claim_statuses": [ClaimStatus(view[f"claims[{i}].status"]).name for i in range(cfg.K)],
         "blocking_claim_ids": blocking,
         "feasibility": _feas(conflicts[-1].get("feasibility")) if conflicts else None,
         "capacity_shortfall_blocks": (conflicts[-1].get("capacity_shortfall_blocks")
@@ -226,7 +228,7 @@ def observe(cfg: Config, pol: Policy, view: Dict[str, Any], events: List[Dict[st
 
 
 OBSERVATIONS = ("served", "request_status", "admit_future_reuse", "live_blocks",
-                "resident_victims", "claims_accepted", "harm_events", "claim_status",
+                "resident_victims", "claims_accepted", "harm_events", "claim_status", "claim_statuses",
                 "blocking_claim_ids", "feasibility", "capacity_shortfall_blocks",
                 "arbiter_actions", "release_before_loss", "loss_after_release",
                 "surviving_blocks", "surviving_positions", "leading_blocks", "predicate",

@@ -93,6 +93,8 @@ class RequestRecord(RequestRec):
     window_blocks: Optional[int] = None
     blocks: List[int] = field(default_factory=list)
     peak_live: int = 0
+    # ticks spent deferred while the runtime could have answered it (O14's counter)
+    waited: int = 0
 
     @property
     def admit_future_reuse(self) -> bool:
@@ -169,7 +171,18 @@ class MicroLedger(ClaimLedger):
 class MicroRuntime:
     def __init__(self, num_blocks: int, policy="hard_refuse",
                  protected_cap_blocks: Optional[int] = None, block_size: int = 16,
-                 telemetry: Optional[Telemetry] = None, headroom_blocks: Optional[int] = None):
+                 telemetry: Optional[Telemetry] = None, headroom_blocks: Optional[int] = None,
+                 response_ticks: Optional[int] = None):
+        """``response_ticks``: bounded response (O14), a deferred request the runtime could
+        answer (it fits, or it is infeasible) is answered before more than that many ticks
+        pass; None leaves answering to the caller (``arbitrate``), as an embedding server's
+        scheduling loop does."""
+        if response_ticks is not None and (isinstance(response_ticks, bool)
+                                           or not isinstance(response_ticks, int)
+                                           or response_ticks < 0):
+            raise RuntimeUsageError(f"response_ticks must be an integer >= 0, got "
+                                    f"{response_ticks!r}")
+        self.response_ticks = response_ticks
         self.pool = BlockPool(num_blocks)
         self.block_size = block_size
         residency = PoolResidency(self.pool)
@@ -327,8 +340,35 @@ class MicroRuntime:
 
     def tick(self) -> List[str]:
         """Advance the logical clock; expire overdue claims in the same step (with an event),
-        unless the policy skips the check.  Returns the claims expired."""
+        unless the policy skips the check.  Returns the claims expired.
+
+        With ``response_ticks`` set (O14), a deferred request the runtime could answer that
+        has waited that many ticks is answered first (served, or refused; under hard_demote
+        a demotable claim in its way demoted first): no tick passes it by."""
+        if self.response_ticks is not None:
+            for r in self._deferred():
+                if self.answerable(r.request_id) and r.waited >= self.response_ticks:
+                    self.answer(r.request_id)
+            for r in self._deferred():
+                if self.answerable(r.request_id):
+                    r.waited += 1
         return self.ledger.tick()
+
+    def _deferred(self) -> List[RequestRecord]:
+        return [r for r in self.requests.values() if r.status == RS.DEFERRED]
+
+    def answerable(self, request_id: str) -> bool:
+        """The runtime can answer the request now: it fits beside the protected claims, or
+        it never will while they stand (infeasible)."""
+        return not self.in_conflict(request_id) or self._infeasible(request_id)
+
+    def answer(self, request_id: str) -> str:
+        """Arbitrate a pending request until it has an answer (admitted or refused); a
+        demotion is a step on the way.  Returns the last decision."""
+        out = self.arbitrate(request_id)
+        while out in ("deferred", "demoted"):
+            out = self.arbitrate(request_id)
+        return out
 
     # --- requests -------------------------------------------------------------------------------
 

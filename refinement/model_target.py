@@ -8,6 +8,7 @@ tail first); `apply` reports the choices it made under the spec's choice names, 
 physically happened (which positions of which objects it lost)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from kvclaims.model.claims import CacheIdentity, ClaimSpec, Predicate
@@ -45,6 +46,13 @@ def claim_spec(cfg: Config, i: int) -> ClaimSpec:
                      duration=None if cc.duration == NO_DURATION else cc.duration)
 
 
+@dataclass(frozen=True)
+class _Lost:
+    """A victim as _victim_choices reads it (object slot name, logical position)."""
+    object_id: Optional[str]
+    position: Optional[int]
+
+
 def slot_of(name: Optional[str]) -> Optional[int]:
     """"c3" / "r1" / "obj2" -> 3 / 1 / 2."""
     if name is None:
@@ -63,6 +71,8 @@ class ModelTarget:
         self.cfg, self.policy = cfg, policy
         self.rt = MicroRuntime(cfg.usable + 1, policy, protected_cap_blocks=cfg.cap,
                                headroom_blocks=cfg.headroom,
+                               response_ticks=(cfg.response_ticks if policy.bounded_response
+                                               else None),
                                block_size=BLOCK_SIZE, telemetry=Telemetry(run_id=self.run_id))
         for i, cc in enumerate(cfg.claims):
             self.rt.register_object(f"obj{i}", object_tokens(i, cc.footprint),
@@ -106,8 +116,7 @@ class ModelTarget:
             if a == "evict_cached":
                 return Applied(rt.evict_cached_block() is not None)
             if a == "tick":
-                rt.tick()
-                return Applied(True)
+                return self._tick()
             if a == "demote":
                 return Applied(rt.demote_claim(f"c{sl[1]}", f"r{sl[0]}"))
             if a == "release":
@@ -126,6 +135,32 @@ class ModelTarget:
         except RuntimeUsageError as e:
             return Applied(False, note=str(e))
         raise ValueError(f"unknown action {a}")
+
+    def _tick(self) -> Applied:
+        """A tick, after the answers the runtime gives first to deferred requests that have
+        waited response_ticks (O14): each answer is a spec step of its own, in order, read
+        off the telemetry of the tick (victims as the admission's choices)."""
+        before = self._intervals()
+        mark = len(self.rt.telemetry.events)
+        self.rt.tick()
+        decided: List[Step] = []
+        victims: List[Any] = []
+        for e in self.rt.telemetry.events[mark:]:
+            t, rid = e["type"], e.get("request_id")
+            if t == "victim":
+                victims.append(_Lost(e.get("object_id"), e.get("logical_position")))
+            elif t == "claim_demoted" and rid:
+                decided.append(Step("demote", (slot_of(rid), slot_of(e["claim_id"])), ()))
+            elif t == "request_refused":
+                decided.append(Step("refuse", (slot_of(rid),), ()))
+            elif t == "request_admitted":
+                choices = (("admit", bool(e.get("admit_future_reuse", True))),)
+                decided.append(Step("admit", (slot_of(rid),),
+                                    choices + self._victim_choices(victims, before)))
+                victims = []
+        if not decided:
+            return Applied(True)
+        return Applied(True, decided=tuple(decided) + (Step("tick", (), ()),))
 
     def _intervals(self) -> Dict[int, Tuple[int, ...]]:
         return {i: tuple(self.rt.objects[f"obj{i}"].positions()) for i in range(self.cfg.K)}

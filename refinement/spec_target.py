@@ -17,6 +17,7 @@ from kvclaims.spec.algebra import CONCRETE as C
 from kvclaims.spec.policy import Naming, Policy
 from kvclaims.spec.state import Config, initial_state, resident
 from kvclaims.spec.view import refinement_view
+from kvclaims.spec.vocab import RequestStatus as RS
 
 from .target import Applied
 
@@ -77,12 +78,45 @@ class SpecTarget:
         yield complete_choices(cfg, pol, step)
 
     def apply(self, step: Step) -> Applied:
+        taken = self._take(step)
+        if taken is not None:
+            return Applied(True, taken)
+        if step.action == "tick" and self.pol.bounded_response:
+            return self._answer_then_tick(step)
+        return Applied(False, note=f"{step.action}{step.slots} not enabled")
+
+    def _take(self, step: Step):
+        """Take the step with the first allowed choice; its choices, or None."""
         for ch in self._candidates(step):
             if enabled(C, self.cfg, self.pol, self.s, step, ch):
                 self.s, ev = successor(C, self.cfg, self.pol, self.s, step, ch, record=True)
                 self._events += [e.to_json() for e in ev.events]
-                return Applied(True, tuple(sorted(ch.items())))
-        return Applied(False, note=f"{step.action}{step.slots} not enabled")
+                return tuple(sorted(ch.items()))
+        return None
+
+    def _answer_then_tick(self, step: Step) -> Applied:
+        """A tick the guard holds back for a deferred request that has waited response_ticks
+        (O14): the runtime answers it first, as g_tick says, the way the arbiter does: serve
+        it if it fits (after demoting the demotable claims in its way, hard_demote), else
+        refuse it.  The answers and the tick are reported as the target's own decisions."""
+        decided = []
+        for j in range(self.cfg.R):
+            if self.s.requests[j].status != int(RS.DEFERRED):
+                continue
+            for i in range(self.cfg.K):
+                demote = Step("demote", (j, i), ())
+                ch = self._take(demote)
+                if ch is not None:
+                    decided.append(Step("demote", (j, i), ch))
+            for a in ("admit", "refuse"):
+                ch = self._take(Step(a, (j,), ()))
+                if ch is not None:
+                    decided.append(Step(a, (j,), ch))
+                    break
+        ch = self._take(step) if decided else None
+        if ch is None:
+            return Applied(False, note="tick not enabled", decided=tuple(decided))
+        return Applied(True, ch, decided=tuple(decided) + (Step("tick", (), ch),))
 
     def view(self) -> Dict[str, Any]:
         return refinement_view(self.s)

@@ -90,6 +90,7 @@ class _VllmTarget:
             self.arb.register_object(oid, va.request_block_hashes(probe),
                                      owner=f"tenant{cc.owner}", salt=salt(cc.identity))
         self._seen = 0
+        self._waited: Dict[int, int] = {}     # request slot -> ticks waited while answerable
 
     # --- the abstraction function -------------------------------------------------------------
 
@@ -237,8 +238,42 @@ class _VllmTarget:
         return Applied(False, note="vLLM evicts only to allocate")
 
     def _do_tick(self, sl, given) -> Applied:
+        """A tick; on the patched arbiter with bounded response (O14), a deferred request it
+        could answer (it fits, or it is infeasible) that has waited response_ticks ticks is
+        answered first (demotable claims in its way demoted under hard_demote, then served,
+        else refused), each answer reported as a step of its own before the tick."""
+        decided: List[Step] = []
+        if self.patched and self.policy.bounded_response:
+            for j in self._deferred():
+                if self._answerable(j) and self._waited.get(j, 0) >= self.cfg.response_ticks:
+                    decided += self._answer(j)
+            for j in self._deferred():
+                if self._answerable(j):
+                    self._waited[j] = self._waited.get(j, 0) + 1
         self.arb.tick()
-        return Applied(True)
+        if not decided:
+            return Applied(True)
+        return Applied(True, decided=tuple(decided) + (Step("tick", (), ()),))
+
+    def _deferred(self) -> List[int]:
+        return [j for j in range(self.cfg.R) if getattr(
+            self.arb.requests.get(self._rid(j)), "status", None) == RequestStatus.DEFERRED]
+
+    def _answerable(self, j: int) -> bool:
+        need = self.cfg.requests[j].need
+        return not self.arb.in_conflict(need) or self.arb.infeasible(need)
+
+    def _answer(self, j: int) -> List[Step]:
+        out: List[Step] = []
+        for i in range(self.cfg.K):
+            if self._do_demote((j, i), {}).taken:
+                out.append(Step("demote", (j, i), ()))
+        adm = self._do_admit((j,), {"admit": True})
+        if adm.taken:
+            return out + [Step("admit", (j,), adm.choices)]
+        if self._hold("refuse", j).taken:
+            out.append(Step("refuse", (j,), ()))
+        return out
 
     def _do_release(self, sl, given) -> Applied:
         actor = given["actor"]

@@ -13,7 +13,7 @@ from kvclaims.checker.cli_litmus import sweep_rows
 from kvclaims.checker.litmus import LITMUS_DIR, load_suite, run_suite
 from kvclaims.cli import main
 
-IDS = ["C1", "L1", "L2", "L3", "L4", "L5", "L6", "L7"]
+IDS = ["C1", "H1", "L1", "L2", "L3", "L4", "L5", "L6", "L7", "M1", "P1", "R1", "W1"]
 
 
 def test_suite_has_every_litmus_at_full_and_scaled_size():
@@ -28,8 +28,31 @@ def test_suite_has_every_litmus_at_full_and_scaled_size():
 @pytest.mark.parametrize("target", ["spec", "model"])
 def test_every_litmus_passes(target):
     res = run_suite(load_suite(), target)
-    assert len(res) == 30
+    assert len(res) == 62
     assert [(r.litmus, r.variant, r.policy) for r in res if not r.passed] == []
+
+
+# issue 15's cases are not vacuous: on the same steps, the seeded mutation of the obligation
+# each case is about breaks exactly that obligation (spec target; the runtimes implement the
+# conformant policies, not the mutations)
+@pytest.mark.parametrize("case,variant,mutation,observed", [
+    ("H1", "scaled", "accept_over_cap",
+     {"claim_statuses": ["MATERIALIZED", "ACCEPTED"], "broken_obligations": ["O11"]}),
+    ("M1", "scaled", "demote_hard_claim",
+     {"claim_status": "DEMOTED", "served": True, "broken_obligations": ["O13"]}),
+    ("P1", "scaled", "defer_forever",
+     {"claim_status": "EXPIRED", "served": True, "broken_obligations": ["O14"]}),
+    ("R1", "scaled", "defer_when_fits",
+     {"served": True, "arbiter_actions": ["defer"], "broken_obligations": ["O15"]}),
+    ("R1", "scaled_wait", "refuse_when_waiting",
+     {"request_status": "refused", "broken_obligations": ["O15"]}),
+])
+def test_issue15_cases_catch_their_mutation(case, variant, mutation, observed):
+    from kvclaims.checker.litmus import run_case
+    sc = [s for s in load_suite() if s.id == case][0]
+    sc.expect[variant][mutation] = observed
+    r = run_case(sc, variant, mutation, "spec")
+    assert r.mismatches == []
 
 
 def test_l3_observation_at_full_size():
@@ -46,9 +69,9 @@ def test_litmus_cli_json(tmp_path, capsys):
     out = tmp_path / "litmus.json"
     assert main(["litmus", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())
-    assert len(rows) == 30 and all(r["passed"] for r in rows)
+    assert len(rows) == 62 and all(r["passed"] for r in rows)
     assert {"litmus", "policy", "target", "passed", "observed"} <= set(rows[0])
-    assert "30/30 litmus cases pass on target spec" in capsys.readouterr().out
+    assert "62/62 litmus cases pass on target spec" in capsys.readouterr().out
 
 
 def test_sweep_rows():
