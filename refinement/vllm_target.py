@@ -43,7 +43,7 @@ from kvclaims.spec.vocab import ClaimStatus, RequestStatus
 from . import vllm_adapter as va
 from .check import _slot
 from .model_target import claim_spec
-from .target import Applied
+from .target import Applied, spec_steps
 from .vllm_arbiter import ClaimArbiter
 from .vllm_core import BLOCK_SIZE, VllmCore, object_token_ids
 
@@ -264,15 +264,16 @@ class _VllmTarget:
         return not self.arb.in_conflict(need) or self.arb.infeasible(need)
 
     def _answer(self, j: int) -> List[Step]:
+        """Answer deferred request j now, the spec steps it took in order: the target's own
+        demote/admit/refuse steps (on the engine each runs a scheduler step, whose decisions
+        are the answer)."""
         out: List[Step] = []
-        for i in range(self.cfg.K):
-            if self._do_demote((j, i), {}).taken:
-                out.append(Step("demote", (j, i), ()))
-        adm = self._do_admit((j,), {"admit": True})
-        if adm.taken:
-            return out + [Step("admit", (j,), adm.choices)]
-        if self._hold("refuse", j).taken:
-            out.append(Step("refuse", (j,), ()))
+        asks = [Step("demote", (j, i), ()) for i in range(self.cfg.K)]
+        asks += [Step("admit", (j,), (("admit", True),)), Step("refuse", (j,), ())]
+        for ask in asks:
+            if j not in self._deferred():
+                break
+            out += spec_steps(ask, self.apply(ask))
         return out
 
     def _do_release(self, sl, given) -> Applied:
@@ -478,8 +479,11 @@ class VllmPatchedEngineTarget(_VllmTarget):
       stays there; it is admitted at a later engine step, reported then.
     - The spec's clock: ``kvclaims_tick_per_step = False`` and a spec ``tick`` ticks the
       arbiter (expiry events); engine steps do not.
-    - The bounded wait (a deferred request refused after ``max_defer_steps``) is not a spec
-      step: the target sets the bound out of reach (10**9 steps).
+    - The bounded wait (a deferred request refused after ``max_defer_steps``): the target
+      sets it to the configuration's ``response_ticks`` (O14), counted in spec ticks; a tick
+      that would pass a deferred request the scheduler could answer runs an engine step
+      first, in which the scheduler answers it (``_do_tick``). Out of reach (10**9) for a
+      policy without bounded response.
     - Parking (``_Parking``): only the request a step is about runs; other running requests
       keep their blocks and do not decode, so a request's live blocks are its prompt. The
       scheduler is told so: while this target's arbiter is in place, ``_need`` reports a
@@ -508,7 +512,10 @@ class VllmPatchedEngineTarget(_VllmTarget):
                                         headroom=self.cfg.headroom)
         sched.kvclaims_auto = True
         sched.kvclaims_tick_per_step = False
-        sched.max_defer_steps = self.MAX_DEFER_STEPS
+        # the scheduler's bounded wait, in the spec's ticks (its clock: tick_per_step off) is
+        # the configuration's response_ticks (O14); out of reach for a policy without one
+        sched.max_defer_steps = (self.cfg.response_ticks if policy.bounded_response
+                                 else self.MAX_DEFER_STEPS)
         sched._need = _prompt_peak(sched, self.arb)
         eng.reset_pool()
         eng.salts = {f"r{j}": salt(rc.identity) for j, rc in enumerate(self.cfg.requests)}
