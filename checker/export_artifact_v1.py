@@ -137,6 +137,10 @@ class _Exporter:
                 continue
             if t in ("request_deferred", "request_refused") and pending is not None:
                 self.conflict_outcome(pending, e)
+            elif t == "request_deferred":
+                # a request left waiting by a runtime that does not arbitrate: no conflict
+                # record, no arbiter action
+                self.emit(e, "active_request_deferred", request_id=e["request_id"])
             elif t == "object_stored":
                 self.stored(e)
             elif t in CLAIM_OUT:

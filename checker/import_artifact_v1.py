@@ -270,7 +270,9 @@ class _Importer:
                 "request_admitted", line, request_id=rid, live_blocks=live,
                 admit_future_reuse=adm if isinstance(adm, bool) else None)
         elif name == "active_request_deferred":
-            self.conflict(line, ev, "defer")
+            if ev.get("arbiter_action") is not None or ev.get("blocking_claim_ids") is not None:
+                self.conflict(line, ev, "defer")
+            # else: the request waits with no arbitration (a native runtime): no conflict
             self.emit("request_deferred", line, request_id=rid,
                       blocking_claim_ids=ev.get("blocking_claim_ids"))
             self.deferred.add(rid)

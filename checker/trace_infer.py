@@ -88,7 +88,8 @@ def infer(events: List[Dict[str, Any]]) -> Inferred:
     owners: Dict[Any, int] = {}
     identities: Dict[str, int] = {}
     unfixed: Dict[str, List[str]] = {}
-    usable = cap = None
+    usable = cap = response_ticks = None
+    deferred = False
 
     def obj_slot(o):
         if o not in objects:
@@ -139,10 +140,15 @@ def infer(events: List[Dict[str, Any]]) -> Inferred:
                     cap = e["cap_blocks"]
             if t == "claim_expired" and not e.get("late"):
                 d["expired_at"] = clock
+        if t == "conflict" and e.get("arbiter_action") == "defer":
+            deferred = True
+            if isinstance(e.get("response_ticks"), int):
+                response_ticks = e["response_ticks"]
         if t in REQUEST_TYPES and e.get("request_id") is not None:
             j = requests.setdefault(e["request_id"], len(requests))
             n = e.get("live_blocks") if t == "request_admitted" else (
-                e.get("active_live_blocks_required") if t == "conflict" else None)
+                e.get("active_live_blocks_required")
+                if t in ("conflict", "request_deferred") else None)
             # no-admit's conflict event under-reports live KV (O2): the admission's count wins
             if isinstance(n, int) and n > 0 and (t == "request_admitted" or j not in need):
                 need[j] = n
@@ -197,6 +203,11 @@ def infer(events: List[Dict[str, Any]]) -> Inferred:
         else:
             ident = identity(None)
         reqs.append(RequestConfig(need=need.get(j, 1), identity=ident))
+    if deferred and response_ticks is None:
+        # the runtime deferred but stated no response bound: the spec may not assume one
+        unfixed.setdefault("response_ticks", []).append("the runtime")
+        response_ticks = NEVER
     cfg = Config(usable=usable, cap=cap if cap is not None else usable, claims=tuple(ccs),
-                 requests=tuple(reqs))
+                 requests=tuple(reqs),
+                 **({"response_ticks": response_ticks} if response_ticks is not None else {}))
     return Inferred(cfg, objects, claims, requests, owners, clocks, has_clock, unfixed)

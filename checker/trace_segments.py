@@ -37,7 +37,7 @@ def _victims(events, idxs, inf: Inferred) -> Tuple[int, List[int], List[Optional
     """take_cached, take[i] and head[i] of a run of victim events: which end of object i the
     lost logical positions came from (None when the trace gives no positions)."""
     K = inf.cfg.K
-    cached, take = 0, [0] * K
+    cached, take = None, [0] * K
     pos: List[List[int]] = [[] for _ in range(K)]
     said: List[Optional[bool]] = [None] * K      # from_head, when the event says it
     for n in idxs:
@@ -47,7 +47,7 @@ def _victims(events, idxs, inf: Inferred) -> Tuple[int, List[int], List[Optional
         o = e.get("object_id")
         b = int(e.get("blocks") or 1)
         if o is None:
-            cached += b
+            cached = (cached or 0) + b
             continue
         i = inf.objects[o]
         take[i] += b
@@ -88,14 +88,25 @@ def _group(events, n, inf: Inferred) -> Tuple[Segment, int]:
             break
         idxs.append(n)
         n += 1
+    # victims the runtime says were housekeeping evictions (reason "evict") made room for no
+    # admission, even when one follows at once
+    housekeeping = seen_victim and all(
+        events[k].get("reason") == "evict" for k in idxs if events[k]["type"] == "victim")
     if n < len(events) and events[n]["type"] == "request_admitted" and \
-            events[n].get("request_id") in inf.requests:
+            events[n].get("request_id") in inf.requests and not housekeeping:
         idxs.append(n)
         j = inf.requests[events[n]["request_id"]]
         cached, take, head = _victims(events, idxs, inf)
         seg = Segment("admit", start, idxs, (j,))
-        seg.choices = {"take_cached": cached,
-                       **{f"take[{i}]": t for i, t in enumerate(take)}}
+        seg.choices = {f"take[{i}]": t for i, t in enumerate(take)}
+        if cached is None:
+            # no victim event for unclaimed cache: a runtime need not report evicting blocks
+            # no claim or object holds (the spec's own telemetry does not), so the count is
+            # whatever the admission needed beyond the pool's empty blocks
+            seg.open_choices["take_cached"] = tuple(
+                range(max(0, inf.cfg.requests[j].need - sum(take)) + 1))
+        else:
+            seg.choices["take_cached"] = cached
         for i, h in enumerate(head):
             if h is None:
                 seg.open_choices[f"head[{i}]"] = (False, True) if take[i] else (False,)
@@ -169,9 +180,13 @@ def cut(events: List[Dict[str, Any]], inf: Inferred) -> List[Segment]:
             out.append(Segment(kind, n, [n, n + 1], (inf.requests[e["request_id"]],)))
             n += 2
             continue
-        elif t in ("request_deferred", "request_refused"):
-            out.append(Segment("stuck:O8", n, [n], why=f"{t} without the conflict event that "
-                               f"names its blocking claims"))
+        elif t in ("request_deferred", "request_refused") and e.get("request_id") in inf.requests:
+            # a runtime that does not arbitrate (native) lets a request wait with no conflict
+            # event; one that arbitrates owes that event (O8): the policy's replay decides
+            kind = "defer" if t == "request_deferred" else "refuse"
+            out.append(Segment(kind, n, [n], (inf.requests[e["request_id"]],),
+                               why=f"{t} without the conflict event that names its blocking "
+                                   f"claims"))
         elif t in ("conflict", "victim", "claim_harmed") or (t in GROUP_TAIL and e.get("late")):
             seg, n = _group(events, n, inf)
             out.append(seg)

@@ -220,7 +220,8 @@ def _stuck_obligation(cfg, seg: Segment, events, inf, frontier: List[Node],
             return "O2" if any("conflict" in w for w in why) else "O6"
         return "O6"
     if seg.kind in ("defer", "refuse"):
-        return "O8" if any("named=" in w for w in why) else "O6"
+        # seg.why: the deferral or refusal came with no conflict event at all
+        return "O8" if seg.why or any("named=" in w for w in why) else "O6"
     if seg.kind == "release":
         return "O10"
     return "O9"

@@ -108,6 +108,8 @@ def missing_evidence(imp: ImportedTrace, inf: Inferred) -> Dict[str, str]:
     if imp.unmodelled:
         out["O9"] = f"{len(imp.unmodelled)} offload/live-bounding event(s) the spec does not " \
                     f"model (first: {imp.unmodelled[0][1]!r} at event {imp.unmodelled[0][0]})"
+    if "response_ticks" in uf:
+        out["O14"] = "a deferral states no response bound (response_ticks)"
     if "cache_identity" in uf:
         out["O10"] = f"claim(s) {', '.join(uf['cache_identity'])} carry no cache identity"
     elif any(e["type"] in ("claim_released", "release_denied") and e.get("actor") is None

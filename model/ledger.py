@@ -173,6 +173,9 @@ class ClaimLedger:
         self.usable = residency.usable
         self.headroom, self.cap = headroom_and_cap(self.usable, cap, headroom)
         self.max_duration = max_duration
+        # the runtime's bounded-response promise (O14), in ticks; stated on every deferral so
+        # a trace validator knows the bound it is held to (None: the runtime states none)
+        self.response_ticks: Optional[int] = None
         self.telemetry = telemetry if telemetry is not None else Telemetry()
         self.clock = 0
         self.objects: Dict[str, ObjectRec] = {}
@@ -719,7 +722,9 @@ class ClaimLedger:
                   resident_plus_active_blocks=total,
                   capacity_shortfall_blocks=max(0, prot + new_blocks - self.usable),
                   free_blocks_before_allocate=self.residency.free_blocks(),
-                  feasibility="infeasible" if infeasible else "wait", arbiter_action=action)
+                  feasibility="infeasible" if infeasible else "wait", arbiter_action=action,
+                  **({"response_ticks": self.response_ticks}
+                     if action == "defer" and self.response_ticks is not None else {}))
         return named
 
     def hold_back(self, request_id: str, status: RS, *, live: int, new_blocks: int,
@@ -739,6 +744,9 @@ class ClaimLedger:
             r.deferred_at = self.clock
         self.count(what)
         extra = {"reason": reason} if reason else {}
+        if not self.policy.arbitrates:
+            # no conflict event carries what the waiting request needs: say it here
+            extra["active_live_blocks_required"] = live
         self.emit(f"request_{what}", request_id=request_id, blocking_claim_ids=list(r.named),
                   **extra)
         if status == RS.REFUSED:

@@ -190,6 +190,7 @@ class MicroRuntime:
             self.ledger = MicroLedger(residency, policy=policy, cap=protected_cap_blocks,
                                       telemetry=telemetry, keep_ended=None,
                                       headroom=headroom_blocks)
+            self.ledger.response_ticks = response_ticks
         except ValueError as e:
             raise RuntimeUsageError(str(e)) from None
         cap = self.ledger.cap

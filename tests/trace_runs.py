@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from kvclaims.checker.configio import config_to_dict, resolve_policy
-from kvclaims.checker.litmus import load_suite, make_target, spec_broken
+from kvclaims.checker.litmus import load_suite, make_target, run_steps, spec_broken
 from kvclaims.model.telemetry import SCHEMA_VERSION, dump_jsonl
 from kvclaims.spec.state import Config
 
@@ -40,6 +40,9 @@ def spec_telemetry(cfg: Config, policy: str, events: List[Dict[str, Any]]) -> Li
         for f, prefix in (("claim_id", "c"), ("request_id", "r"), ("object_id", "obj")):
             if isinstance(ev.get(f), int) and not isinstance(ev.get(f), bool):
                 ev[f] = f"{prefix}{ev[f]}"
+        if (e["type"] == "conflict" and e.get("arbiter_action") == "defer"
+                and resolve_policy(policy).bounded_response):
+            ev["response_ticks"] = cfg.response_ticks     # the runtime's stated bound (O14)
         if "blocking_claim_ids" in ev:
             ev["blocking_claim_ids"] = [f"c{i}" for i, b in enumerate(ev["blocking_claim_ids"])
                                         if b]
@@ -74,11 +77,7 @@ def litmus_runs(targets=("spec", "model"), policies=None) -> List[Run]:
                     cfg, pol = sc.variants[variant], resolve_policy(p)
                     t = make_target(tname)
                     t.reset(cfg, pol)
-                    taken = []
-                    for step in sc.steps:
-                        ap = t.apply(step)
-                        if ap.taken:
-                            taken.append((step, ap.choices))
+                    taken, _ = run_steps(t, sc.steps)   # its own decisions included
                     broken = tuple(spec_broken(cfg, pol, taken))
                     evs = (spec_telemetry(cfg, p, t.events()) if tname == "spec"
                            else raw_telemetry(t))

@@ -251,16 +251,19 @@ def test_random_workloads_refine(targets, kind, policy):
 def engine_workloads(draw, usable=12):
     """One pool size (one live engine per process), needs that fit the model length."""
     cfg, steps = draw(workloads())
+    # mostly small requests, so that many admissions are taken on the engine; in one
+    # workload of three, large ones, so that the scheduler meets protected claims in its way
+    # (defers, refuses, demotes: only a demotable claim may be demoted, O13, so big workloads
+    # often make their claims demotable)
+    half = usable // 2
+    big = draw(st.integers(0, 2)) == 0
+    demotable = big and draw(st.booleans())
     claims = tuple(ClaimConfig(min(c.footprint, usable), min(c.pred_start, usable - 1),
                                max(1, min(c.pred_len, usable - min(c.pred_start, usable - 1),
                                           min(c.footprint, usable)
                                           - min(c.pred_start, usable - 1))),
-                               c.mode, c.owner, c.identity, c.duration) for c in cfg.claims)
-    # mostly small requests, so that many admissions are taken on the engine; in one
-    # workload of three, large ones, so that the scheduler meets protected claims in its way
-    # (defers, refuses, demotes)
-    half = usable // 2
-    big = draw(st.integers(0, 2)) == 0
+                               int(Mode.DEMOTABLE) if demotable else c.mode,
+                               c.owner, c.identity, c.duration) for c in cfg.claims)
     reqs = tuple(RequestConfig(half + r.need % half if big else 1 + r.need % half,
                                r.identity) for r in cfg.requests)
     return Config(usable, usable if big else min(cfg.cap, usable), claims, reqs), steps
