@@ -219,17 +219,9 @@ RANDOM = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
 
 
-_O14_OPEN = pytest.mark.xfail(strict=True, reason=(
-    "bounded response (O14, issue 15): the spec lets no tick pass while a deferred request "
-    "the runtime could answer has waited; the side-door target replays a trace's tick "
-    "without answering first (ClaimScheduler does answer: refined through its own decisions "
-    "on vllm-patched-engine). Open: the target must decline or answer before the tick"))
-
-
 @pytest.mark.parametrize("kind,policy", [
     ("core", "native"),
-    pytest.param("patched", "hard_refuse", marks=_O14_OPEN),
-    pytest.param("patched", "hard_demote", marks=_O14_OPEN)])
+    ("patched", "hard_refuse"), ("patched", "hard_demote")])
 def test_random_workloads_refine(targets, kind, policy):
     seen: set = set()
 

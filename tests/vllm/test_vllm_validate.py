@@ -15,10 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 @pytest.mark.parametrize("target,policies", [
     ("vllm-core", ["native"]),
     ("vllm-engine", ["native"]),
-    pytest.param("vllm-patched", ["hard_refuse", "hard_demote"], marks=pytest.mark.xfail(
-        strict=True, reason="the arbiter's conflict events report the request's peak live "
-        "blocks and the scheduler's refusals; kvclaims validate's importer does not yet "
-        "map them onto the spec's defer (open, see the issue 11 note)")),
+    ("vllm-patched", ["hard_refuse", "hard_demote"]),
     pytest.param("vllm-patched-engine", ["hard_refuse", "hard_demote"],
                  marks=pytest.mark.xfail(strict=True, reason="the engine's telemetry carries "
                  "the helper requests that play the spec's materialize; kvclaims validate "
