@@ -25,6 +25,7 @@ from typing import Any, Hashable, List, Optional
 
 from kvclaims.model.ledger import ClaimLedger, ObjectRec, RequestRec  # noqa: F401
 from kvclaims.model.telemetry import Telemetry
+from kvclaims.model.tenancy import ClaimLimits
 from kvclaims.spec.vocab import RequestStatus as RS
 
 from . import vllm_adapter as va
@@ -54,10 +55,12 @@ class ClaimArbiter(ClaimLedger):
     def __init__(self, block_pool: Any, *, policy: Any = "hard_refuse",
                  cap: Optional[int] = None, telemetry: Optional[Telemetry] = None,
                  block_size: int = 16, max_duration: Optional[int] = None,
-                 keep_ended: int = 4096, headroom: Optional[int] = None):
+                 keep_ended: int = 4096, headroom: Optional[int] = None,
+                 limits: Optional[ClaimLimits] = None):
         super().__init__(VllmResidency(block_pool), policy=policy, cap=cap,
                          telemetry=telemetry, max_duration=max_duration,
-                         keep_ended=keep_ended, prometheus=True, headroom=headroom)
+                         keep_ended=keep_ended, prometheus=True, headroom=headroom,
+                         limits=limits)
         self.pool = block_pool
         self.block_size = block_size
         va.install_pool_hooks(block_pool, self._on_stored, self._on_evict)
