@@ -579,14 +579,20 @@ class ClaimLedger:
                                  f"content")
         if spec.claim_id in self.claims:
             raise ClaimError(f"claim_id {spec.claim_id!r} is already in use")
-        if obj is not None and not live:
-            self.forget_object(obj)     # an earlier claim's record, ended: start afresh
-        obj = self.register_object(spec.object_id, hashes, owner=spec.owner_scope, salt=salt)
+        # a record with the same content is kept (a runtime's own object, or one whose
+        # claims ended); other content under an unclaimed id starts afresh
+        created = obj is None or (not live and obj.hashes != list(hashes))
+        if created:
+            if obj is not None:
+                self.forget_object(obj)
+            obj = self.register_object(spec.object_id, hashes, owner=spec.owner_scope,
+                                       salt=salt)
         decision = None
         try:
             decision = self.submit(spec)
         finally:
-            if (decision is None or not decision.accepted) and not self.live_claims(obj):
+            if (created and (decision is None or not decision.accepted)
+                    and not self.live_claims(obj)):
                 self.forget_object(obj)
         return decision
 

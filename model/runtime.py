@@ -38,6 +38,7 @@ from .claims import CacheIdentity, ClaimError, ClaimSpec, Decision, parse_mode  
 from .ledger import ClaimLedger, ClaimRec, ObjectRec, RequestRec, Victim
 from .pool import BlockPool
 from .telemetry import Telemetry
+from .tenancy import ClaimLimits
 
 PIN = -1                      # placement: held by a reference, out of the free queue
 FEASIBILITY_NAMES = {Feasibility.WAIT: "wait", Feasibility.INFEASIBLE: "infeasible"}
@@ -169,14 +170,15 @@ class MicroLedger(ClaimLedger):
 class MicroRuntime:
     def __init__(self, num_blocks: int, policy="hard_refuse",
                  protected_cap_blocks: Optional[int] = None, block_size: int = 16,
-                 telemetry: Optional[Telemetry] = None, headroom_blocks: Optional[int] = None):
+                 telemetry: Optional[Telemetry] = None, headroom_blocks: Optional[int] = None,
+                 limits: Optional[ClaimLimits] = None):
         self.pool = BlockPool(num_blocks)
         self.block_size = block_size
         residency = PoolResidency(self.pool)
         try:
             self.ledger = MicroLedger(residency, policy=policy, cap=protected_cap_blocks,
                                       telemetry=telemetry, keep_ended=None,
-                                      headroom=headroom_blocks)
+                                      headroom=headroom_blocks, limits=limits)
         except ValueError as e:
             raise RuntimeUsageError(str(e)) from None
         cap = self.ledger.cap
