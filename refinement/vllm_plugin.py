@@ -14,7 +14,11 @@ Per request, ``SamplingParams.extra_args`` (``vllm_xargs`` through the OpenAI se
   "predicate": {"kind": "leading_prefix_at_least", "k": 60}, "footprint_blocks": 60}``
   (optional: ``owner_scope``, ``duration``, ``cache_identity``); the object is the
   prompt's first ``footprint_blocks`` full blocks, under the request's cache salt.
-- ``kvclaims_tenant``: who asks (a claim's owner scope must be this tenant).
+- ``kvclaims_identity``: who asks, as the server attests it (identity = "server", the
+  default: model/tenancy.py, refinement/identity.py); a claim's owner scope must be this
+  tenant, and the request hashes under the tenant's namespace of its cache salt.
+- ``kvclaims_tenant``: who asks, believed only under identity = "client" (configured for a
+  single trusted client or tests); refused with a reason under identity = "server".
 - ``kvclaims_release``: a claim id the tenant releases.
 - ``kvclaims_admit_future_reuse``: ``false`` to deny future reuse of its KV (no-admit).
 
@@ -47,6 +51,7 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from vllm.logger import init_logger
 from vllm.v1.core.sched.scheduler import Scheduler
 
 from kvclaims.model.claims import (CacheIdentity, ClaimError, ClaimSpec, Predicate,
@@ -69,6 +74,12 @@ SCHEDULER_CLS = "kvclaims.refinement.vllm_plugin.ClaimScheduler"
 DEFAULT_MAX_DEFER_STEPS = 256
 DEFAULT_MAX_DURATION = 1_000_000
 DEFAULT_EVENT_RING = 10_000
+
+
+# vLLM's OpenAI server answers a request that finished with an error by a bare 500
+# ("Internal server error"): the stop reason never reaches an HTTP client, so each one is
+# also logged here with its request id (under vLLM's logger, in the server's log).
+logger = init_logger("vllm.kvclaims")
 
 
 class ClaimRejected(ClaimError):
@@ -273,6 +284,7 @@ class ClaimScheduler(Scheduler):
 
     def _fail(self, request: Any, reason: str) -> None:
         """End this request with an error at the next output (it never runs)."""
+        logger.info("kvclaims: request %s ends: %s", request.request_id, reason)
         self._errors[request.request_id] = reason
         self._held.pop(request.request_id, None)
         va.remove_waiting(self, [request])
@@ -384,8 +396,9 @@ class ClaimScheduler(Scheduler):
                 why = f"waited {waited} steps (bound {self.max_defer_steps})"
             else:
                 continue
-            if arb.refuse(rid, need, live, peak_new, reason=why):
-                named = ", ".join(arb.requests[rid].named) or "none"
+            refused = arb.refuse(rid, need, live, peak_new, reason=why)
+            if refused is not None:
+                named = ", ".join(refused.named) or "none"
                 self._fail(req, f"kvclaims: refused: blocking claims {named} ({why})")
         for req in reversed(requeue):           # oldest ends up first
             va.requeue_waiting(self, req)

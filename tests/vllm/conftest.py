@@ -120,12 +120,15 @@ def fresh(patched):
 
 
 def serve_requests(eng, requests, steps=20):
-    """Add (request_id, token_ids, SamplingParams) requests together, step the engine until
-    none is left; the finished outputs by request id."""
+    """Add (request_id, token_ids, SamplingParams[, cache_salt]) requests together, step the
+    engine until none is left; the finished outputs by request id."""
     from vllm.inputs import TokensPrompt
 
-    for rid, token_ids, params in requests:
-        eng.engine.add_request(rid, TokensPrompt(prompt_token_ids=list(token_ids)), params)
+    for rid, token_ids, params, *salt in requests:
+        prompt = TokensPrompt(prompt_token_ids=list(token_ids))
+        if salt and salt[0] is not None:
+            prompt["cache_salt"] = salt[0]
+        eng.engine.add_request(rid, prompt, params)
     done = {}
     for _ in range(steps):
         for out in eng.engine.step():

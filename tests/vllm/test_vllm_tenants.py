@@ -27,27 +27,19 @@ def tokens(name, blocks):
     return object_token_ids(name, blocks) if name.isupper() else fresh_token_ids(name, blocks)
 
 
-def run(eng, requests, steps=60):
-    """Add (request_id, token_ids, extra_args, cache_salt) together and step until all are
-    done: the finished outputs by request id."""
+@pytest.fixture
+def run(serve):
+    """Serve (request_id, token_ids, extra_args, cache_salt) together, max_tokens=1: the
+    finished outputs by request id, all of them."""
     from vllm import SamplingParams
-    from vllm.inputs import TokensPrompt
 
-    for rid, toks, extra, salt in requests:
-        prompt = TokensPrompt(prompt_token_ids=list(toks))
-        if salt is not None:
-            prompt["cache_salt"] = salt
-        eng.engine.add_request(rid, prompt, SamplingParams(
-            max_tokens=1, temperature=0, ignore_eos=True, extra_args=extra))
-    done = {}
-    for _ in range(steps):
-        for out in eng.engine.step():
-            if out.finished:
-                done[out.request_id] = out
-        if not eng.engine.has_unfinished_requests():
-            break
-    assert len(done) == len(requests)
-    return done
+    def go(eng, requests, steps=60):
+        done = serve(eng, [(rid, toks, SamplingParams(max_tokens=1, temperature=0,
+                                                      ignore_eos=True, extra_args=extra), salt)
+                           for rid, toks, extra, salt in requests], steps)
+        assert len(done) == len(requests)
+        return done
+    return go
 
 
 def answers(done):
@@ -78,7 +70,7 @@ def server(patched, monkeypatch):
     patched.block_pool.reset_prefix_cache()
 
 
-def owned(eng, arb, blocks=4, mode="hard_protected", policy=None):
+def owned(run, eng, arb, blocks=4, mode="hard_protected"):
     """t1 claims object A (its prompt's first `blocks` blocks): materialized."""
     done = run(eng, [("A", tokens("A", blocks), who("t1", kvclaims_claim=claim(
         "cA", "A", blocks, mode)), None)])
@@ -93,9 +85,9 @@ SPOOFS = ([{"kvclaims_tenant": "t1"}] * 60
           + [{"kvclaims_identity": "t1"}] * 20)
 
 
-def test_spoofed_tenants_are_refused_and_squat_nothing(server):
+def test_spoofed_tenants_are_refused_and_squat_nothing(server, run):
     eng, arb = server()
-    owned(eng, arb)
+    owned(run, eng, arb)
     reqs = [(f"s{i}", tokens(f"s{i}", 1), dict(x, kvclaims_release="cA",
                                              kvclaims_claim=claim(f"x{i}", "X", 1)), None)
             for i, x in enumerate(SPOOFS)]
@@ -110,9 +102,9 @@ def test_spoofed_tenants_are_refused_and_squat_nothing(server):
         0, 1, N)
 
 
-def test_another_tenant_never_releases_a_claim(server):
+def test_another_tenant_never_releases_a_claim(server, run):
     eng, arb = server()
-    owned(eng, arb)
+    owned(run, eng, arb)
     reqs = [(f"r{i}", tokens(f"r{i}", 1), who(f"t{i + 2}", kvclaims_release="cA"), None)
             for i in range(N - 1)] + [("anon", tokens("anon", 1), {"kvclaims_release": "cA"},
                                        None)]
@@ -130,12 +122,12 @@ def test_another_tenant_never_releases_a_claim(server):
 
 
 @pytest.mark.parametrize("mode, attempts", [("hard_protected", N), ("demotable", 2)])
-def test_another_tenants_requests_demote_only_demotable_claims(server, mode, attempts):
+def test_another_tenants_requests_demote_only_demotable_claims(server, run, mode, attempts):
     """hard_demote: t2's requests of 30 blocks cannot fit beside t1's 60 (usable 80). A hard
     claim is never demoted: every request is refused naming it. A demotable one is demoted
     by the first request, which is then served (mode honesty, O13)."""
     eng, arb = server("hard_demote", 60)
-    owned(eng, arb, 60, mode)
+    owned(run, eng, arb, 60, mode)
     reqs = [(f"d{i}", tokens(f"d{i}", 30), who("t2"), None) for i in range(attempts)]
     got = answers(run(eng, reqs))
     if mode == "demotable":
@@ -152,12 +144,12 @@ GUESSES = ([None, "t1", "2:t1", "kvclaims:2:t1", tenant_salt("t1", None), "kvcla
            + [f"guess-{i}" for i in range(94)])
 
 
-def test_no_other_tenant_hits_a_claimed_prefix_whatever_salt_it_sends(server):
+def test_no_other_tenant_hits_a_claimed_prefix_whatever_salt_it_sends(server, run):
     """t2 with 100 salts (guesses of t1's among them), 60 other tenants with no salt, 40
     anonymous requests with salts: each (tenant, salt) distinct (a repeated one hits its own
     tenant's copy: it would count here), so any cached token would be t1's claimed prefix. 0 hits; t1's own request hits the 4 claimed blocks."""
     eng, arb = server()
-    owned(eng, arb)
+    owned(run, eng, arb)
     prompt = tokens("A", 4) + [7]
     reqs = ([(f"g{i}", prompt, who("t2"), g) for i, g in enumerate(GUESSES)]
             + [(f"o{i}", prompt, who(f"o{i}"), None) for i in range(60)]
@@ -171,7 +163,7 @@ def test_no_other_tenant_hits_a_claimed_prefix_whatever_salt_it_sends(server):
     assert own.num_cached_tokens == 64
 
 
-def test_a_failed_claim_leaves_the_object_free(server):
+def test_a_failed_claim_leaves_the_object_free(server, run):
     eng, arb = server("hard_refuse", 8)
     got = run(eng, [
         ("q1", tokens("X", 2), who("t2", kvclaims_claim=claim("s1", "X", 2, duration=-1)),
@@ -190,7 +182,7 @@ def test_a_failed_claim_leaves_the_object_free(server):
     assert arb.claims["c1"].status.name == "MATERIALIZED"
 
 
-def test_the_limit_plus_one_claim_is_rejected_naming_it_and_records_return(server):
+def test_the_limit_plus_one_claim_is_rejected_naming_it_and_records_return(server, run):
     eng, arb = server("hard_refuse", 60, keep_ended=0,
                       limits={"tenant_claims": 3, "claims": 4, "protected_blocks": 6})
     base = arb.records()
