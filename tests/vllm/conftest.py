@@ -111,12 +111,21 @@ def patched(vllm_layer):
 
 @pytest.fixture
 def fresh(patched):
-    """The patched engine with a new arbiter under `policy` and an emptied prefix cache."""
-    def make(policy="hard_refuse", cap=60):
-        arb = patched.scheduler.kvclaims_reset(policy, cap)
-        assert patched.block_pool.reset_prefix_cache()
+    """The patched engine with a new arbiter under `policy` (and `conf`, the scheduler's
+    additional_config["kvclaims"] entries, restored afterwards), every request a previous
+    test left finished (a refinement target parks some) and an emptied prefix cache."""
+    sched = patched.scheduler
+    before = dict(sched.kvclaims_conf)
+
+    def make(policy="hard_refuse", cap=60, **conf):
+        sched.kvclaims_conf = dict(before, **conf)
+        arb = sched.kvclaims_reset(policy, cap)
+        patched.reset_pool()
         return patched, arb
-    return make
+    yield make
+    if sched.kvclaims_conf != before:
+        sched.kvclaims_conf = before
+        sched.kvclaims_reset("hard_refuse", 60)
 
 
 def serve_requests(eng, requests, steps=20):

@@ -52,22 +52,14 @@ def answers(done):
 
 
 @pytest.fixture
-def server(patched, monkeypatch):
+def server(fresh, monkeypatch):
     """The shared patched engine with a fresh arbiter under identity = server (the
     operator's secret in the environment, as the engine core inherits it)."""
-    sched = patched.scheduler
-    before = dict(sched.kvclaims_conf)
     monkeypatch.setenv("KVCLAIMS_IDENTITY_SECRET", SECRET)
 
     def make(policy="hard_refuse", cap=60, **conf):
-        sched.kvclaims_conf = dict(before, identity="server", **conf)
-        arb = sched.kvclaims_reset(policy, cap)
-        assert patched.block_pool.reset_prefix_cache()
-        return patched, arb
-    yield make
-    sched.kvclaims_conf = before
-    sched.kvclaims_reset("hard_refuse", 60)
-    patched.block_pool.reset_prefix_cache()
+        return fresh(policy, cap, identity="server", **conf)
+    return make
 
 
 def owned(run, eng, arb, blocks=4, mode="hard_protected"):
