@@ -164,7 +164,7 @@ def scheduler_config(num_blocks: int, claims: bool):
     cache = CacheConfig(block_size=16, enable_prefix_caching=True)
     cache.num_gpu_blocks = num_blocks
     extra = {"kvclaims": {"policy": "hard_refuse", "cap_blocks": num_blocks // 2,
-                          "keep_events": False}} if claims else {}
+                          "keep_events": False, "identity": "client"}} if claims else {}
     return VllmConfig(model_config=model, cache_config=cache, scheduler_config=sched,
                       kv_events_config=KVEventsConfig(enable_kv_cache_events=False),
                       additional_config=extra)

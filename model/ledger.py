@@ -35,6 +35,7 @@ from kvclaims.spec.vocab import (ClaimStatus as CS, Mode, PROTECTED_MODES, RESPO
 from .claims import (ClaimError, ClaimSpec, Decision, MODE_NAMES, acceptance_decision,
                      decide_claim, reserved_footprint, validate_claim)
 from .telemetry import Telemetry
+from .tenancy import ClaimLimits
 
 COUNTER_EVENTS = ("accepted", "rejected", "materialized", "harmed", "demoted", "expired",
                   "released", "deferred", "refused", "bad_input")
@@ -160,8 +161,10 @@ class ClaimLedger:
     def __init__(self, residency: Residency, *, policy: Any = "hard_refuse",
                  cap: Optional[int] = None, telemetry: Optional[Telemetry] = None,
                  max_duration: Optional[int] = None, keep_ended: Optional[int] = 4096,
-                 prometheus: bool = False, headroom: Optional[int] = None):
+                 prometheus: bool = False, headroom: Optional[int] = None,
+                 limits: Optional[ClaimLimits] = None):
         self.residency = residency
+        self.limits = limits if limits is not None else ClaimLimits()
         if isinstance(policy, str):
             try:
                 policy = policy_by_name(policy)
@@ -561,6 +564,41 @@ class ClaimLedger:
             return Decision(spec.claim_id, False, "pending")
         return self.decide(spec.claim_id)
 
+    def claim_object(self, spec: ClaimSpec, hashes: Sequence[Hashable],
+                     salt: Optional[str] = None) -> Decision:
+        """A tenant's claim on an object given by its content (the hashes of its blocks):
+        the object is registered for the claim and bound to the tenant only by an accepted
+        claim; a claim that fails (ClaimError: malformed, another tenant's live object,
+        different content, claim id in use) or is rejected leaves no record of the object
+        behind, so a failed claim never squats an object id."""
+        spec = validate_claim(spec, len(hashes))
+        obj = self.objects.get(spec.object_id)
+        live = self.live_claims(obj) if obj is not None else []
+        if live:
+            if any(self.claims[c].spec.owner_scope != spec.owner_scope for c in live):
+                raise ClaimError(f"object {spec.object_id!r} belongs to another tenant")
+            if obj.hashes != list(hashes):
+                raise ClaimError(f"object {spec.object_id!r} is registered with different "
+                                 f"content")
+        if spec.claim_id in self.claims:
+            raise ClaimError(f"claim_id {spec.claim_id!r} is already in use")
+        # a record with the same content is kept (a runtime's own object, or one whose
+        # claims ended); other content under an unclaimed id starts afresh
+        created = obj is None or (not live and obj.hashes != list(hashes))
+        if created:
+            if obj is not None:
+                self.forget_object(obj)
+            obj = self.register_object(spec.object_id, hashes, owner=spec.owner_scope,
+                                       salt=salt)
+        decision = None
+        try:
+            decision = self.submit(spec)
+        finally:
+            if (created and (decision is None or not decision.accepted)
+                    and not self.live_claims(obj)):
+                self.forget_object(obj)
+        return decision
+
     def reserved_footprint(self) -> int:
         return reserved_footprint(self.claims.values())
 
@@ -569,6 +607,10 @@ class ClaimLedger:
         if (self.max_duration is not None and spec.duration is not None
                 and spec.duration > self.max_duration):
             return False, f"duration {spec.duration} exceeds the maximum {self.max_duration}"
+        over = self.limits.violation(spec, (c.spec for c in self.claims.values()
+                                            if c.status in RESPONSIBLE))
+        if over is not None:
+            return False, over
         return acceptance_decision(spec, self.reserved_footprint(), self.cap)
 
     def decide(self, claim_id: str) -> Decision:

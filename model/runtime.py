@@ -38,6 +38,7 @@ from .claims import CacheIdentity, ClaimError, ClaimSpec, Decision, parse_mode  
 from .ledger import ClaimLedger, ClaimRec, ObjectRec, RequestRec, Victim
 from .pool import BlockPool
 from .telemetry import Telemetry
+from .tenancy import ClaimLimits
 
 PIN = -1                      # placement: held by a reference, out of the free queue
 FEASIBILITY_NAMES = {Feasibility.WAIT: "wait", Feasibility.INFEASIBLE: "infeasible"}
@@ -172,7 +173,8 @@ class MicroRuntime:
     def __init__(self, num_blocks: int, policy="hard_refuse",
                  protected_cap_blocks: Optional[int] = None, block_size: int = 16,
                  telemetry: Optional[Telemetry] = None, headroom_blocks: Optional[int] = None,
-                 response_ticks: Optional[int] = None):
+                 response_ticks: Optional[int] = None,
+                 limits: Optional[ClaimLimits] = None):
         """``response_ticks``: bounded response (O14), a deferred request the runtime could
         answer (it fits, or it is infeasible) is answered before more than that many ticks
         pass; None leaves answering to the caller (``arbitrate``), as an embedding server's
@@ -189,7 +191,7 @@ class MicroRuntime:
         try:
             self.ledger = MicroLedger(residency, policy=policy, cap=protected_cap_blocks,
                                       telemetry=telemetry, keep_ended=None,
-                                      headroom=headroom_blocks)
+                                      headroom=headroom_blocks, limits=limits)
             self.ledger.response_ticks = response_ticks
         except ValueError as e:
             raise RuntimeUsageError(str(e)) from None

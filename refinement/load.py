@@ -102,7 +102,7 @@ def build_engine(engine: str, policy: str, pool: int, cap: int, telemetry_path: 
 
     va.allow_cpu_block_size(BLOCK_SIZE)
     kv = {"policy": policy, "cap_blocks": cap, "telemetry_path": telemetry_path,
-          "keep_events": 1000, **conf}
+          "keep_events": 1000, "identity": "client", **conf}
     return LLM(**engine_kwargs(pool, BLOCK_SIZE, ensure_tiny_llama(None),
                                scheduler_cls=SCHEDULER_CLS,
                                additional_config={"kvclaims": kv}))

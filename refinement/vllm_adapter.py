@@ -406,6 +406,15 @@ def request_cache_salt(request: Request) -> str | None:
     return getattr(request, "cache_salt", None)
 
 
+def set_cache_salt(request: Request, salt: str) -> None:
+    """Hash a request (not yet queued) under another cache salt: vLLM folds the salt into
+    its first block's hash, and every later block hash chains on it, so all are redone by
+    the request's own block hasher."""
+    request.cache_salt = salt
+    request.block_hashes = []
+    request.update_block_hashes()
+
+
 def request_block_ids(manager: KVCacheManager, request_id: str) -> list[int]:
     return allocated_block_ids(manager.get_blocks(request_id))
 

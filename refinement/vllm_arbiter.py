@@ -25,6 +25,7 @@ from typing import Any, Hashable, List, Optional
 
 from kvclaims.model.ledger import ClaimLedger, ObjectRec, RequestRec  # noqa: F401
 from kvclaims.model.telemetry import Telemetry
+from kvclaims.model.tenancy import ClaimLimits
 from kvclaims.spec.vocab import RequestStatus as RS
 
 from . import vllm_adapter as va
@@ -54,10 +55,12 @@ class ClaimArbiter(ClaimLedger):
     def __init__(self, block_pool: Any, *, policy: Any = "hard_refuse",
                  cap: Optional[int] = None, telemetry: Optional[Telemetry] = None,
                  block_size: int = 16, max_duration: Optional[int] = None,
-                 keep_ended: int = 4096, headroom: Optional[int] = None):
+                 keep_ended: int = 4096, headroom: Optional[int] = None,
+                 limits: Optional[ClaimLimits] = None):
         super().__init__(VllmResidency(block_pool), policy=policy, cap=cap,
                          telemetry=telemetry, max_duration=max_duration,
-                         keep_ended=keep_ended, prometheus=True, headroom=headroom)
+                         keep_ended=keep_ended, prometheus=True, headroom=headroom,
+                         limits=limits)
         self.pool = block_pool
         self.block_size = block_size
         va.install_pool_hooks(block_pool, self._on_stored, self._on_evict)
@@ -83,12 +86,13 @@ class ClaimArbiter(ClaimLedger):
         return self.protected_resident + need > self.usable
 
     def _hold(self, request_id: str, need: int, status: RS, live: Optional[int],
-              peak_new: Optional[int], reason: Optional[str] = None) -> bool:
+              peak_new: Optional[int], reason: Optional[str] = None) -> RequestRec:
+        """The request's record, returned: a refused one may already be retired from
+        ``requests`` (keep_ended = 0)."""
         peak_new = need if peak_new is None else peak_new
-        self.hold_back(request_id, status, live=need if live is None else live,
-                       new_blocks=peak_new, infeasible=self.infeasible(peak_new),
-                       reason=reason)
-        return True
+        return self.hold_back(request_id, status, live=need if live is None else live,
+                              new_blocks=peak_new, infeasible=self.infeasible(peak_new),
+                              reason=reason)
 
     def defer(self, request_id: str, need: int, live: Optional[int] = None,
               peak_new: Optional[int] = None) -> bool:
@@ -98,18 +102,20 @@ class ClaimArbiter(ClaimLedger):
         r = self.request(request_id)
         if r.status != RS.NONE or not self.in_conflict(need):
             return False
-        return self._hold(request_id, need, RS.DEFERRED, live, peak_new)
+        self._hold(request_id, need, RS.DEFERRED, live, peak_new)
+        return True
 
     def refuse(self, request_id: str, need: int, live: Optional[int] = None,
-               peak_new: Optional[int] = None, reason: Optional[str] = None) -> bool:
+               peak_new: Optional[int] = None,
+               reason: Optional[str] = None) -> Optional[RequestRec]:
         """Refuse a deferred request still in conflict: the caller has judged it infeasible
         or past its bounded wait, and says which in ``reason``. Without a reason only an
-        infeasible one is refused (the spec's refuse)."""
+        infeasible one is refused (the spec's refuse). Its record when refused, else None."""
         r = self.request(request_id)
         peak = need if peak_new is None else peak_new
         if not (r.status == RS.DEFERRED and self.in_conflict(need)
                 and (reason is not None or self.infeasible(peak))):
-            return False
+            return None
         return self._hold(request_id, need, RS.REFUSED, live, peak_new, reason)
 
     def demote(self, claim_id: str, request_id: str, need: int, force: bool = False) -> bool:

@@ -18,8 +18,10 @@ def _patched_engine_cls():
         def __init__(self, num_blocks: int, policy: str = "hard_refuse",
                      cap: Optional[int] = None, **kw: Any) -> None:
             super().__init__(num_blocks, scheduler_cls=ClaimScheduler,
-                             additional_config={"kvclaims": {"policy": policy,
-                                                             "cap_blocks": cap}}, **kw)
+                             additional_config={"kvclaims": {
+                                 "policy": policy, "cap_blocks": cap,
+                                 # the harness plays one trusted client per tenant
+                                 "identity": "client"}}, **kw)
             self.salts: Dict[str, str] = {}
 
         @property

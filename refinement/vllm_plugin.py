@@ -14,7 +14,11 @@ Per request, ``SamplingParams.extra_args`` (``vllm_xargs`` through the OpenAI se
   "predicate": {"kind": "leading_prefix_at_least", "k": 60}, "footprint_blocks": 60}``
   (optional: ``owner_scope``, ``duration``, ``cache_identity``); the object is the
   prompt's first ``footprint_blocks`` full blocks, under the request's cache salt.
-- ``kvclaims_tenant``: who asks (a claim's owner scope must be this tenant).
+- ``kvclaims_identity``: who asks, as the server attests it (identity = "server", the
+  default: model/tenancy.py, refinement/identity.py); a claim's owner scope must be this
+  tenant, and the request hashes under the tenant's namespace of its cache salt.
+- ``kvclaims_tenant``: who asks, believed only under identity = "client" (configured for a
+  single trusted client or tests); refused with a reason under identity = "server".
 - ``kvclaims_release``: a claim id the tenant releases.
 - ``kvclaims_admit_future_reuse``: ``false`` to deny future reuse of its KV (no-admit).
 
@@ -47,18 +51,20 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+from vllm.logger import init_logger
 from vllm.v1.core.sched.scheduler import Scheduler
 
 from kvclaims.model.claims import (CacheIdentity, ClaimError, ClaimSpec, Predicate,
                                    parse_mode, validate_claim)
 from kvclaims.model.telemetry import Telemetry
+from kvclaims.model.tenancy import (IDENTITY_KEY, SECRET_ENV, TENANT_KEY,  # noqa: F401
+                                    ClaimLimits, TenantIdentity, tenant_salt)
 from kvclaims.spec.vocab import RESPONSIBLE, Mode, RequestStatus as RS
 
 from . import vllm_adapter as va
 from .vllm_arbiter import ClaimArbiter
 
 CLAIM_KEY = "kvclaims_claim"
-TENANT_KEY = "kvclaims_tenant"
 RELEASE_KEY = "kvclaims_release"
 SCHEDULER_CLS = "kvclaims.refinement.vllm_plugin.ClaimScheduler"
 
@@ -68,6 +74,12 @@ SCHEDULER_CLS = "kvclaims.refinement.vllm_plugin.ClaimScheduler"
 DEFAULT_MAX_DEFER_STEPS = 256
 DEFAULT_MAX_DURATION = 1_000_000
 DEFAULT_EVENT_RING = 10_000
+
+
+# vLLM's OpenAI server answers a request that finished with an error by a bare 500
+# ("Internal server error"): the stop reason never reaches an HTTP client, so each one is
+# also logged here with its request id (under vLLM's logger, in the server's log).
+logger = init_logger("vllm.kvclaims")
 
 
 class ClaimRejected(ClaimError):
@@ -134,12 +146,13 @@ def _decode_claim(raw: Any) -> Any:
 
 
 def parse_claim(extra: Dict[str, Any], hashes: List[bytes], salt: Optional[str],
-                block_size: int, model_id: str) -> Optional[ClaimSpec]:
-    """The claim a request carries, validated, or None; ClaimError names what is wrong."""
+                block_size: int, model_id: str, tenant: Optional[str] = None,
+                hashed_salt: Optional[str] = None) -> Optional[ClaimSpec]:
+    """The claim a request carries, validated, or None; ClaimError names what is wrong.
+    ``tenant``: who the request is (TenantIdentity.resolve); ``salt``: the cache salt the
+    client sent; ``hashed_salt``: the one its blocks are hashed under (the tenant's
+    namespace, under server identity), which is the claim's cache identity."""
     raw = extra.get(CLAIM_KEY)
-    tenant = extra.get(TENANT_KEY)
-    if tenant is not None and (not isinstance(tenant, str) or not tenant):
-        raise ClaimError(f"{TENANT_KEY} must be a non-empty string")
     if raw is None:
         return None
     raw = _decode_claim(raw)
@@ -149,7 +162,8 @@ def parse_claim(extra: Dict[str, Any], hashes: List[bytes], salt: Optional[str],
         raise ClaimError(f"unknown claim field(s) {sorted(map(str, unknown))}")
     owner = raw.get("owner_scope", tenant)
     if owner is None:
-        raise ClaimError("owner_scope (or kvclaims_tenant) is required")
+        raise ClaimError("a claim needs a tenant: the server's credentials (identity = "
+                         "server) or kvclaims_tenant (identity = client)")
     if tenant is not None and owner != tenant:
         raise ClaimError(f"tenant {tenant!r} cannot claim for owner {owner!r}")
     pred = raw.get("predicate")
@@ -171,9 +185,9 @@ def parse_claim(extra: Dict[str, Any], hashes: List[bytes], salt: Optional[str],
     ident = raw.get("cache_identity") or {}
     if not isinstance(ident, dict):
         raise ClaimError("cache_identity must be an object")
-    identity = CacheIdentity(model_id=model_id, salt_namespace=salt or "",
-                             block_size=block_size)
-    if ident.get("salt_namespace", identity.salt_namespace) != identity.salt_namespace:
+    identity = CacheIdentity(model_id=model_id, block_size=block_size,
+                             salt_namespace=(salt if hashed_salt is None else hashed_salt) or "")
+    if ident.get("salt_namespace", salt or "") != (salt or ""):
         raise ClaimError("cache_identity.salt_namespace differs from the request's cache salt")
     if ident.get("block_size", block_size) != block_size:
         raise ClaimError(f"cache_identity.block_size differs from the engine's {block_size}")
@@ -199,6 +213,8 @@ class ClaimScheduler(Scheduler):
         extra = getattr(self.vllm_config, "additional_config", None) or {}
         conf = extra.get("kvclaims", {}) if isinstance(extra, dict) else {}
         self.kvclaims_conf = dict(conf)
+        if "identity" not in self.kvclaims_conf and os.environ.get("KVCLAIMS_IDENTITY"):
+            self.kvclaims_conf["identity"] = os.environ["KVCLAIMS_IDENTITY"]
         keep = conf.get("keep_events", DEFAULT_EVENT_RING)
         self.kvclaims_reset(
             conf.get("policy", os.environ.get("KVCLAIMS_POLICY", "hard_refuse")),
@@ -218,12 +234,18 @@ class ClaimScheduler(Scheduler):
                 old.refresh(obj)
         conf = getattr(self, "kvclaims_conf", {})
         self.max_defer_steps = _conf_int(conf, "max_defer_steps", DEFAULT_MAX_DEFER_STEPS)
+        # who a request is: attested by the server (default) or, only when the operator
+        # says so, the request's own kvclaims_tenant (single tenant, tests); the secret
+        # comes from the environment, never from the logged configuration
+        self.identity = TenantIdentity(conf.get("identity", "server"),
+                                       os.environ.get(SECRET_ENV, ""))
         self.arbiter = ClaimArbiter(
             self.kv_cache_manager.block_pool, policy=policy, cap=cap, telemetry=telemetry,
             block_size=self.block_size,
             max_duration=_conf_int(conf, "max_claim_duration", DEFAULT_MAX_DURATION),
-            keep_ended=_conf_int(conf, "keep_ended", 4096),
-            headroom=conf.get("headroom_blocks") if headroom is None else headroom)
+            keep_ended=_conf_int(conf, "keep_ended", 4096, lo=0),
+            headroom=conf.get("headroom_blocks") if headroom is None else headroom,
+            limits=ClaimLimits.from_conf(conf.get("limits")))
         self._held: Dict[str, Any] = {}
         self._errors: Dict[str, str] = {}
         self.kvclaims_auto = True
@@ -238,9 +260,19 @@ class ClaimScheduler(Scheduler):
     # --- arrival ------------------------------------------------------------------------------
 
     def add_request(self, request: Any) -> None:
+        try:
+            tenant = self._tenant_of(request)
+        except Exception as e:  # noqa: BLE001 - checked below, once the request is queued
+            tenant, bad = None, e
+        else:
+            bad = None
+        if self.identity.server:
+            self._salt(request, tenant)
         super().add_request(request)
         try:
-            self._claim_on_arrival(request)
+            if bad is not None:
+                raise bad
+            self._claim_on_arrival(request, tenant)
         except Exception as e:  # noqa: BLE001 - no claim may reach the engine core's loop
             msg = e.args[0] if isinstance(e, ClaimError) and e.args else (
                 f"{type(e).__name__}: {e}")
@@ -252,48 +284,49 @@ class ClaimScheduler(Scheduler):
 
     def _fail(self, request: Any, reason: str) -> None:
         """End this request with an error at the next output (it never runs)."""
+        logger.info("kvclaims: request %s ends: %s", request.request_id, reason)
         self._errors[request.request_id] = reason
         self._held.pop(request.request_id, None)
         va.remove_waiting(self, [request])
 
-    def _claim_on_arrival(self, request: Any) -> None:
+    def _tenant_of(self, request: Any) -> Optional[str]:
+        """Who the request is (TenantIdentity.resolve); ClaimError when it names itself
+        and is not believed."""
+        return self.identity.resolve(va.request_extra_args(request))
+
+    def _salt(self, request: Any, tenant: Optional[str]) -> None:
+        """Server identity: the request hashes under its tenant's namespace of the salt it
+        sent (model.tenancy.tenant_salt), so no other tenant's request, whatever salt it
+        sends, hits its blocks. The client's salt is kept for the claim's check."""
+        client = va.request_cache_salt(request)
+        va.set_cache_salt(request, tenant_salt(tenant, client))
+        request.kvclaims_client_salt = client
+
+    def _claim_on_arrival(self, request: Any, tenant: Optional[str]) -> None:
         extra = va.request_extra_args(request)
         if not any(isinstance(k, str) and k.startswith("kvclaims_") for k in extra):
             return
         arb = self.arbiter
         hashes = va.request_block_hashes(request)
-        salt = va.request_cache_salt(request)
-        spec = parse_claim(extra, hashes, salt, self.block_size, self._model_id)
+        hashed = va.request_cache_salt(request)
+        salt = getattr(request, "kvclaims_client_salt", hashed)
+        spec = parse_claim(extra, hashes, salt, self.block_size, self._model_id, tenant,
+                           hashed)
         release = extra.get(RELEASE_KEY)
         if release is not None:
             if not isinstance(release, str) or release not in arb.claims:
                 shown = release if _int(release) else repr(str(release)[:80])
                 raise ClaimError(f"{RELEASE_KEY}: unknown claim {shown}")
-            actor = extra.get(TENANT_KEY) or ""
+            actor = tenant or ""
             arb.release(release, actor)
-            if arb.claims[release].status in RESPONSIBLE:   # release_denied emitted
+            c = arb.claims.get(release)     # gone at once when ended records are not kept
+            if c is not None and c.status in RESPONSIBLE:   # release_denied emitted
                 raise ClaimError(f"{RELEASE_KEY}: tenant {actor!r} may not release "
                                  f"claim {release!r}: only its owner may")
         if spec is None:
             return
-        mine = hashes[:spec.footprint_blocks]
-        obj = arb.objects.get(spec.object_id)
-        if obj is not None and arb.live_claims(obj):
-            if obj.owner != spec.owner_scope:
-                raise ClaimError(f"object {spec.object_id!r} belongs to another tenant")
-            if obj.hashes != mine:
-                raise ClaimError(f"object {spec.object_id!r} is registered with "
-                                 f"different content")
-        if spec.claim_id in arb.claims:
-            raise ClaimError(f"claim_id {spec.claim_id!r} is already in use")
-        if obj is not None and not arb.live_claims(obj):
-            arb.forget_object(obj)          # an earlier claim's record, ended: start afresh
-        arb.register_object(spec.object_id, mine, owner=spec.owner_scope, salt=salt)
-        decision = arb.submit(spec)
+        decision = arb.claim_object(spec, hashes[:spec.footprint_blocks], salt=hashed)
         if not decision.accepted:
-            obj = arb.objects[spec.object_id]
-            if not arb.live_claims(obj):
-                arb.forget_object(obj)
             raise ClaimRejected(decision.reason)
 
     # --- arbitration --------------------------------------------------------------------------
@@ -363,8 +396,9 @@ class ClaimScheduler(Scheduler):
                 why = f"waited {waited} steps (bound {self.max_defer_steps})"
             else:
                 continue
-            if arb.refuse(rid, need, live, peak_new, reason=why):
-                named = ", ".join(arb.requests[rid].named) or "none"
+            refused = arb.refuse(rid, need, live, peak_new, reason=why)
+            if refused is not None:
+                named = ", ".join(refused.named) or "none"
                 self._fail(req, f"kvclaims: refused: blocking claims {named} ({why})")
         for req in reversed(requeue):           # oldest ends up first
             va.requeue_waiting(self, req)

@@ -290,7 +290,7 @@ class _VllmTarget:
         if not self.patched:
             return Applied(False, note=f"stock vLLM does not {a} on claims")
         rid, need = f"r{j}", self.cfg.requests[j].need
-        ok = (self.arb.defer if a == "defer" else self.arb.refuse)(rid, need)
+        ok = bool((self.arb.defer if a == "defer" else self.arb.refuse)(rid, need))
         if not ok or self.policy.naming == Naming.EXACT:
             return Applied(ok)
         named = self.arb.requests[rid].named

@@ -111,21 +111,33 @@ def patched(vllm_layer):
 
 @pytest.fixture
 def fresh(patched):
-    """The patched engine with a new arbiter under `policy` and an emptied prefix cache."""
-    def make(policy="hard_refuse", cap=60):
-        arb = patched.scheduler.kvclaims_reset(policy, cap)
-        assert patched.block_pool.reset_prefix_cache()
+    """The patched engine with a new arbiter under `policy` (and `conf`, the scheduler's
+    additional_config["kvclaims"] entries, restored afterwards), every request a previous
+    test left finished (a refinement target parks some) and an emptied prefix cache."""
+    sched = patched.scheduler
+    before = dict(sched.kvclaims_conf)
+
+    def make(policy="hard_refuse", cap=60, **conf):
+        sched.kvclaims_conf = dict(before, **conf)
+        arb = sched.kvclaims_reset(policy, cap)
+        patched.reset_pool()
         return patched, arb
-    return make
+    yield make
+    if sched.kvclaims_conf != before:
+        sched.kvclaims_conf = before
+        sched.kvclaims_reset("hard_refuse", 60)
 
 
 def serve_requests(eng, requests, steps=20):
-    """Add (request_id, token_ids, SamplingParams) requests together, step the engine until
-    none is left; the finished outputs by request id."""
+    """Add (request_id, token_ids, SamplingParams[, cache_salt]) requests together, step the
+    engine until none is left; the finished outputs by request id."""
     from vllm.inputs import TokensPrompt
 
-    for rid, token_ids, params in requests:
-        eng.engine.add_request(rid, TokensPrompt(prompt_token_ids=list(token_ids)), params)
+    for rid, token_ids, params, *salt in requests:
+        prompt = TokensPrompt(prompt_token_ids=list(token_ids))
+        if salt and salt[0] is not None:
+            prompt["cache_salt"] = salt[0]
+        eng.engine.add_request(rid, prompt, params)
     done = {}
     for _ in range(steps):
         for out in eng.engine.step():
