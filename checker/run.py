@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from kvclaims.spec.obligations import CHECKED
 from kvclaims.spec.policy import MUTATIONS, Policy, policy_by_name
 
 from .bmc import Trace, bmc, reach
-from .induction import InductionResult, prove
+from .induction import InductionResult, prove, seconds_per_candidate
 from .sometimes import goals
 
 
@@ -58,9 +58,7 @@ class Settings:
 def check_policy(pol: Policy, st: Settings) -> PolicyRun:
     t0 = time.perf_counter()
     ind = prove(pol, st.K, st.R, timeout_ms=int(st.timeout_s * 1000))
-    spent: Dict[str, float] = {}
-    for q in ind.queries:
-        spent[q.candidate] = spent.get(q.candidate, 0.0) + q.seconds
+    spent = seconds_per_candidate(ind, st.obligations)
     todo = [o for o in st.obligations if o not in ind.proved]
     b = bmc(pol, todo, st.K, st.R, max_depth=st.depth, timeout_ms=int(st.timeout_s * 1000))
     out = []
