@@ -19,6 +19,8 @@ distinguished slots under every action of either, starting from any pre-state in
 and the rest's aggregates satisfy the candidates.
 
 Assumptions, each machine-checked here; the proof is reported only when all hold:
+  A0 symmetry: exchanging two claims (or two requests) maps every step to the step of the
+     exchanged action, up to a renumbering of events (A3): so slot 1 stands for any claim.
   A1 locality: an action on slot 0 (or request 0) reads another claim or request only through
      the aggregates (resident, protected resident, protecting footprint; live blocks):
      replacing claim 1 by any claim with the same aggregates, and request 1 by the stand-in
@@ -26,10 +28,14 @@ Assumptions, each machine-checked here; the proof is reported only when all hold
      it) nor anything the step writes outside them.
   A2 rest steps: what an action on slot 0 does to another claim or request, summed over the
      rest, is within `rest_step`: admit only takes unprotected blocks of the rest, tick may
-     only end protection (expiry), everything else leaves the rest alone.
-  A3 sequence numbers: the rest's events only put gaps between sequence numbers; every
-     candidate is invariant under an order-preserving renumbering, and the actions only
-     compare sequence numbers (spec/actions.py is read for that).
+     only end protection (expiry), everything else leaves the rest alone; and `rest_wf` is a
+     sum of facts true of each claim.
+  A3 sequence numbers: the rest's events only put gaps between sequence numbers (and an
+     exchange of claims changes which claim's event comes first in a step); every candidate
+     is invariant under a renumbering that keeps the order of each claim's own numbers and
+     which are at most the current one (`order_iso`), and the actions only test sequence
+     numbers against 0 (spec/actions.py is read for that), while each event gets a number
+     above all earlier ones.
 """
 from __future__ import annotations
 
@@ -141,9 +147,7 @@ def rest_step(action: str, r: Rest, after: State, r2: Rest):
 def _step(cfg, pol, s, inst: Instance, tag):
     ch = {c.name: (z3.Bool if c.sort == "bool" else z3.Int)(f"{tag}.{c.name}")
           for c in ACTIONS[inst.action].choices(cfg, pol)}
-    g = ACTIONS[inst.action].guard(Z, cfg, pol, s, inst.slots, ch)
-    s2, _ = successor(Z, cfg, pol, s, Step(inst.action, inst.slots), choices=ch)
-    return g, s2, ch
+    return (*_step_with(cfg, pol, s, inst, ch), ch)
 
 
 def _eq_dist(t: State, s2: State, delta):
@@ -197,13 +201,17 @@ def seq_uses_ok() -> Optional[str]:
 
 
 def order_iso(a: State, b: State):
-    """b's sequence numbers are an order-preserving renumbering of a's (0 stays 0)."""
-    xs = [(a.seq, b.seq)] + [(getattr(c, f), getattr(d, f)) for c, d in zip(a.claims, b.claims)
-                             for f in SEQ_FIELDS]
-    out = [z3.And(x >= 0, y >= 0, (x == 0) == (y == 0)) for x, y in xs]
-    for i, (x, y) in enumerate(xs):
-        for u, v in xs[i + 1:]:
-            out += [(x < u) == (y < v), (x == u) == (y == v)]
+    """b's sequence numbers are a's renumbered, keeping 0, signs, the order among each claim's
+    own numbers, and which of them are at most the current number; the order between two
+    claims' numbers may change, and how far below the current number they lie: that is all
+    the rest's events and the exchange of two claims (A0) do."""
+    out = [(a.seq == 0) == (b.seq == 0), (a.seq > 0) == (b.seq > 0)]
+    for c, d in zip(a.claims, b.claims):
+        xs = [(getattr(c, f), getattr(d, f)) for f in SEQ_FIELDS]
+        for i, (x, y) in enumerate(xs):
+            out += [(x == 0) == (y == 0), (x > 0) == (y > 0), (x <= a.seq) == (y <= b.seq)]
+            for u, v in xs[i + 1:]:
+                out += [(x < u) == (y < v), (x == u) == (y == v)]
     return z3.And(*out)
 
 
@@ -287,9 +295,22 @@ def _refute(goal, base, timeout_ms):
     return r, (sv.model() if r == z3.sat else None)
 
 
+def _failing(items, base, timeout_ms: int) -> List[str]:
+    """items: (goal, describe(model) -> str).  One query asks whether every goal holds where
+    base does; only if not is each asked alone, to say which fail (and why)."""
+    if not items or _valid(z3.And(*(g for g, _ in items)), base, timeout_ms) == z3.unsat:
+        return []
+    out = []
+    for goal, describe in items:
+        r, m = _refute(goal, base, timeout_ms)
+        if r != z3.unsat:
+            out.append(describe(m))
+    return out
+
+
 def check_assumptions(pol: Policy, proved: List[str], timeout_ms: int) -> Dict[str, List[str]]:
-    """A1-A3 over 3-claim, 2-request models (slot 0 acts, claim 1 / request 1 are another
-    claim and request, the rest stands behind); each entry a list of failures."""
+    """A0-A3; A1 and A2 over a 3-claim, 2-request model (slot 0 acts, claim 1 and request 1
+    are another claim and request, claim 2 the rest); each entry a list of failures."""
     K, R = KD + 1, RD
     cfg = sym_config(K, R, "a")
     s = sym_state(K, R, "a")
@@ -312,43 +333,45 @@ def check_assumptions(pol: Policy, proved: List[str], timeout_ms: int) -> Dict[s
                     *(a == b for a, b in zip(claim_sums(cfg, s, 1),
                                              claim_sums(cfg_altc, s_altc, 1))))
     one = replace(cfg, claims=cfg.claims[:1], requests=cfg.requests[:1])
-    fails: Dict[str, List[str]] = {"A1": [], "A2": [], "A3": []}
+    res0, prot0, fp0 = claim_sums(cfg, s, 1)
+    a1, a2 = [], []
     for inst in instances(one):
         g, s2, ch = _step(cfg, pol, s, inst, "ch")
         ga, sa, _ = _step(cfg_alt, pol, s_alt, inst, "ch")
-        # A1: same guard for another claim with the same sums, only weaker for a request
-        # that is the stand-in; same writes on slot 0, request 0 and the globals
+        # A1: the guard no stronger for another claim with the same sums or for the stand-in
+        # request; the same writes on slot 0, request 0 and the globals
         same = [n for n, _ in flat_fields(s2) if _kept(n, inst.action)]
         vals, alts = dict(flat_fields(s2)), dict(flat_fields(sa))
-        a1 = z3.And(z3.Implies(g, ga),
-                    z3.Implies(z3.And(g, ga), z3.And(*(vals[n] == alts[n] for n in same))))
-        r, m = _refute(a1, z3.And(wf, inv, alt_ok), timeout_ms)
-        if r != z3.unsat:
-            fails["A1"].append(f"{inst.label} reads {_what_differs(m, g, ga, same, vals, alts)}")
+        a1.append((z3.And(z3.Implies(g, ga), z3.Implies(
+            z3.And(g, ga), z3.And(*(vals[n] == alts[n] for n in same)))),
+            lambda m, lab=inst.label, g=g, ga=ga, same=same, vals=vals, alts=alts:
+            f"{lab} reads {_what_differs(m, g, ga, same, vals, alts)}"))
         # A2: what the step does to claim 1 and request 1 is within rest_step, summed
-        res0, prot0, fp0 = claim_sums(cfg, s, 1)
         res1, prot1, fp1 = claim_sums(cfg, s2, 1)
-        live_same = s2.requests[1].live == s.requests[1].live
         if inst.action == "admit":
-            a2 = z3.And(prot1 == prot0, fp1 == fp0, res1 <= res0)
+            ok = z3.And(prot1 == prot0, fp1 == fp0, res1 <= res0)
         elif inst.action == "tick":
-            a2 = z3.And(res1 == res0, prot1 >= 0, prot1 <= prot0, fp1 <= fp0,
+            ok = z3.And(res1 == res0, prot1 >= 0, prot1 <= prot0, fp1 <= fp0,
                         fp1 - prot1 <= fp0 - prot0, prot1 <= fp1)
         else:
-            a2 = z3.And(res1 == res0, prot1 == prot0, fp1 == fp0)
-        r, m = _refute(z3.Implies(g, z3.And(a2, live_same)), z3.And(wf, inv), timeout_ms)
-        if r != z3.unsat:
-            fails["A2"].append(f"{inst.label} changes another claim or request beyond the "
-                               f"rest's step" + (f" ({_show(m, s, s2)})" if m else ""))
+            ok = z3.And(res1 == res0, prot1 == prot0, fp1 == fp0)
+        ok = z3.And(ok, s2.requests[1].live == s.requests[1].live)
+        a2.append((z3.Implies(g, ok), lambda m, lab=inst.label, s2=s2:
+                   f"{lab} changes another claim or request beyond the rest's step"
+                   + (f" ({_show(m, s, s2)})" if m else "")))
+    # rest_wf: sums of what each claim satisfies
+    a2.append((z3.And(prot0 >= 0, prot0 <= fp0, prot0 <= res0, res0 >= 0,
+                      z3.Implies(fp0 > 0, s.seq >= 1), s.requests[1].live >= 0),
+               lambda m: "rest_wf is not a sum of per-claim facts"))
+    fails = {"A0": check_symmetry(pol, proved, timeout_ms),
+             "A1": _failing(a1, z3.And(wf, inv, alt_ok), timeout_ms),
+             "A2": _failing(a2, z3.And(wf, inv), timeout_ms)}
     where = seq_uses_ok()
-    if where:
-        fails["A3"].append(where)
     s3 = renumbered(s, "iso")
-    for c in proved:
-        goal = z3.Implies(z3.And(order_iso(s, s3), CHECKED[c].holds(Z, cfg, pol, s)),
-                          CHECKED[c].holds(Z, cfg, pol, s3))
-        if _valid(goal, wf, timeout_ms) != z3.unsat:
-            fails["A3"].append(c)
+    fails["A3"] = ([where] if where else []) + _failing(
+        [(z3.Implies(z3.And(order_iso(s, s3), CHECKED[c].holds(Z, cfg, pol, s)),
+                     CHECKED[c].holds(Z, cfg, pol, s3)), lambda m, c=c: c) for c in proved],
+        wf, timeout_ms)
     return fails
 
 
@@ -372,6 +395,81 @@ def _show(m, s, s2) -> str:
             if not z3.is_true(z3.simplify(x == y)):
                 out.append(f"{n} {x}->{y}")
     return ", ".join(out) or "its sums"
+
+
+def _swap(xs, a=0, b=1):
+    xs = list(xs)
+    xs[a], xs[b] = xs[b], xs[a]
+    return tuple(xs)
+
+
+def _swapped(cfg: Config, s: State, claims: bool):
+    """cfg and s with claims 0 and 1 exchanged (claims true) or requests 0 and 1."""
+    if claims:
+        reqs = tuple(replace(r, named=_swap(r.named), blocking=_swap(r.blocking))
+                     for r in s.requests)
+        return (replace(cfg, claims=_swap(cfg.claims)),
+                replace(s, claims=_swap(s.claims), requests=reqs))
+    return replace(cfg, requests=_swap(cfg.requests)), replace(s, requests=_swap(s.requests))
+
+
+def _swap_slots(inst: Instance, claims: bool) -> Instance:
+    """The instance acting on the exchanged slots (pairs are (request, claim))."""
+    def sw(x):
+        return 1 - x if x in (0, 1) else x
+    if not inst.slots:
+        return inst
+    if len(inst.slots) == 2:
+        j, i = inst.slots
+        return Instance(inst.action, (j, sw(i)) if claims else (sw(j), i))
+    on_claim = len(ACTIONS[inst.action].slots(sym_config(2, 1))) == 2
+    return Instance(inst.action, (sw(inst.slots[0]),) if on_claim == claims else inst.slots)
+
+
+def _swap_choices(ch: Dict[str, z3.ExprRef], claims: bool) -> Dict[str, z3.ExprRef]:
+    if not claims:
+        return ch
+    out = dict(ch)
+    for n in ch:
+        m = re.match(r"(\w+)\[([01])\]$", n)
+        if m:
+            out[n] = ch[f"{m.group(1)}[{1 - int(m.group(2))}]"]
+    return out
+
+
+def check_symmetry(pol: Policy, proved: List[str], timeout_ms: int) -> List[str]:
+    """A0 over a 2-claim, 2-request model: for each action instance `a` and each exchange σ
+    (of the claims, or of the requests), a step of σ(a) from s is the σ-image of a step of a
+    from σ(s) with σ(choices): same guard, same fields, sequence numbers as `order_iso` allows.
+    σ is an involution, so each unordered pair {a, σ(a)} is checked once."""
+    cfg, s = sym_config(2, 2, "y"), sym_state(2, 2, "y")
+    wf = z3.And(*(c for c, _ in config_errors(Z, cfg)),
+                *(CHECKED[c].holds(Z, cfg, pol, s) for c in proved))
+    seqs = {"seq"} | {f"claims[{i}].{f}" for i in range(2) for f in SEQ_FIELDS}
+    items, seen = [], set()
+    for claims in (True, False):
+        cfg2, s2 = _swapped(cfg, s, claims)
+        for inst in instances(cfg):
+            other = _swap_slots(inst, claims)
+            if (claims, other, inst) in seen:
+                continue
+            seen.add((claims, inst, other))
+            g1, t1, ch = _step(cfg, pol, s, other, "ch")
+            # the same choice variables, exchanged for the exchanged run
+            g2, t2 = _step_with(cfg2, pol, s2, inst, _swap_choices(ch, claims))
+            _, t2b = _swapped(cfg2, t2, claims)
+            a, b = dict(flat_fields(t1)), dict(flat_fields(t2b))
+            items.append((z3.And(g1 == g2, z3.Implies(g1, z3.And(
+                *(a[n] == b[n] for n in a if n not in seqs), order_iso(t1, t2b)))),
+                lambda m, x=inst.label, y=other.label, c=claims:
+                f"{x} and {y} ({'claims' if c else 'requests'} exchanged)"))
+    return _failing(items, wf, timeout_ms)
+
+
+def _step_with(cfg, pol, s, inst: Instance, ch):
+    g = ACTIONS[inst.action].guard(Z, cfg, pol, s, inst.slots, ch)
+    s2, _ = successor(Z, cfg, pol, s, Step(inst.action, inst.slots), choices=ch)
+    return g, s2
 
 
 def _kept(name: str, action: str) -> bool:

@@ -63,7 +63,7 @@ def test_small_run_matches_manifest_and_reports(tmp_path):
                 ("hard_refuse", "O3", "3+3"), ("hard_refuse", "O8", "any"),
                 ("hard_refuse", "O3", "any")]:
         assert got[key]["verdict"] == "proved" and got[key]["parametric"] is True
-    assert rep["proofs_any"][0]["assumptions"] == {"A1": "holds", "A2": "holds", "A3": "holds"}
+    assert set(rep["proofs_any"][0]["assumptions"].values()) == {"holds"}
     assert rep["mismatches"] == []
 
 

@@ -12,7 +12,7 @@ from kvclaims.spec.policy import POLICIES, policy_by_name
 @pytest.mark.parametrize("policy", ["hard_refuse", "hard_demote"])
 def test_conformant_policies_prove_everything_for_any_number(policy):
     r = cutoff.prove_any(POLICIES[policy])
-    assert r.assumptions == {"A1": [], "A2": [], "A3": []}
+    assert r.assumptions == {"A0": [], "A1": [], "A2": [], "A3": []}
     assert r.proved == list(CHECKED)
     assert r.induction.dropped == {} and r.induction.unknown == {}
 
@@ -27,7 +27,7 @@ def test_taking_protected_blocks_breaks_the_rest_abstraction():
     # the rest's step lets admit take only unprotected blocks: a policy that takes protected
     # ones is outside the argument, and the check says so instead of proving anything
     r = cutoff.prove_any(policy_by_name("drop_protection_guard"))
-    assert r.assumptions["A1"] == [] and r.assumptions["A3"] == []
+    assert r.assumptions["A0"] == r.assumptions["A1"] == r.assumptions["A3"] == []
     assert [f.split(" ")[0] for f in r.assumptions["A2"]] == ["admit[0]"]
     assert r.proved == []
 
@@ -58,3 +58,15 @@ def test_sequence_arithmetic_fails_a3(monkeypatch, tmp_path):
 
 def test_the_spec_reads_sequence_numbers_only_against_zero():
     assert cutoff.seq_uses_ok() is None
+
+
+def test_an_action_depending_on_the_slot_fails_symmetry(monkeypatch):
+    kind = actions.ACTIONS["submit"]
+
+    def first_only(ops, cfg, pol, s, idx, ch):
+        return ops.And(kind.guard(ops, cfg, pol, s, idx, ch), idx[0] == 0)
+    monkeypatch.setitem(actions.ACTIONS, "submit",
+                        actions.ActionKind("submit", kind.slots, kind.choices, first_only,
+                                           kind.effect))
+    assert cutoff.check_symmetry(POLICIES["hard_refuse"], list(CHECKED), 20000) == [
+        "submit[0] and submit[1] (claims exchanged)"]
