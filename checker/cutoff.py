@@ -25,7 +25,9 @@ Assumptions, each machine-checked here; the proof is reported only when all hold
      the aggregates (resident, protected resident, protecting footprint; live blocks):
      replacing claim 1 by any claim with the same aggregates, and request 1 by the stand-in
      running request with its live blocks, changes neither the guard (request: only weakens
-     it) nor anything the step writes outside them.
+     it) nor anything the step writes outside them; nor does merging two claims into one
+     holding both's sums (and two requests into one stand-in): it reads totals only, which
+     is what the stand-ins hold.
   A2 rest steps: what an action on slot 0 does to another claim or request, summed over the
      rest, is within `rest_step`: admit only takes unprotected blocks of the rest, tick may
      only end protection (expiry), everything else leaves the rest alone; and `rest_wf` is a
@@ -311,7 +313,7 @@ def _failing(items, base, timeout_ms: int) -> List[str]:
 def check_assumptions(pol: Policy, proved: List[str], timeout_ms: int) -> Dict[str, List[str]]:
     """A0-A3; A1 and A2 over a 3-claim, 2-request model (slot 0 acts, claim 1 and request 1
     are another claim and request, claim 2 the rest); each entry a list of failures."""
-    K, R = KD + 1, RD
+    K, R = KD + 1, RD + 1
     cfg = sym_config(K, R, "a")
     s = sym_state(K, R, "a")
     wf = z3.And(*(c for c, _ in config_errors(Z, cfg)))
@@ -332,11 +334,46 @@ def check_assumptions(pol: Policy, proved: List[str], timeout_ms: int) -> Dict[s
                     *(CHECKED[c].holds(Z, cfg_altc, pol, s_altc) for c in proved),
                     *(a == b for a, b in zip(claim_sums(cfg, s, 1),
                                              claim_sums(cfg_altc, s_altc, 1))))
+    # s_merged: claims 1 and 2 merged into one claim holding both's sums (and an empty slot),
+    # requests 1 and 2 into one stand-in holding both's live blocks: the step must not tell,
+    # so it reads the others through totals only (the stand-ins hold totals of many)
+    m_cfg_c, m_c = sym_config(K, R, "m").claims[1], sym_state(K, R, "m").claims[1]
+    (_, _), (e_cfg, e_c), _ = rest_slots(Rest(*(z3.IntVal(0),) * 4))
+    cfg_mc = replace(cfg, claims=cfg.claims[:1] + (m_cfg_c, e_cfg))
+    s_mc = replace(replace_claim(replace_claim(s, 1, m_c), 2, e_c))
+    two = [rest_slots(Rest(z3.IntVal(0), z3.IntVal(0), z3.IntVal(0), x))[2]
+           for x in (s.requests[1].live + s.requests[2].live, z3.IntVal(0))]
+    two = [(c, replace(r, named=(z3.BoolVal(False),) * K, blocking=(z3.BoolVal(False),) * K))
+           for c, r in two]
+    cfg_m = replace(cfg_mc, requests=cfg.requests[:1] + tuple(c for c, _ in two))
+    s_m = replace(s_mc, requests=s.requests[:1] + tuple(r for _, r in two))
+    sums = [claim_sums(cfg, s, i) for i in (1, 2)]
+    m_ok = z3.And(*(c for c, _ in config_errors(Z, replace(cfg_mc, claims=cfg_mc.claims[:2]))),
+                  *(CHECKED[c].holds(Z, replace(cfg_mc, claims=cfg_mc.claims[:2]), pol,
+                                     replace(s, claims=s_mc.claims[:2],
+                                             requests=tuple(replace(r, named=r.named[:2],
+                                                                    blocking=r.blocking[:2])
+                                                            for r in s.requests)))
+                    for c in proved),
+                  *(m == a + b for m, a, b in zip(claim_sums(cfg_mc, s_mc, 1), *sums)))
     one = replace(cfg, claims=cfg.claims[:1], requests=cfg.requests[:1])
     res0, prot0, fp0 = claim_sums(cfg, s, 1)
-    a1, a2 = [], []
+    a1, a1m, a2 = [], [], []
     for inst in instances(one):
         g, s2, ch = _step(cfg, pol, s, inst, "ch")
+        gm, sm = _step_with(cfg_m, pol, s_m, inst, _merged_choices(ch))
+        vals, merged = dict(flat_fields(s2)), dict(flat_fields(sm))
+        same = [n for n, _ in flat_fields(s2) if _kept(n, inst.action)]
+        # a step touching every claim emits one event per claim it touches: merged claims
+        # emit fewer, so slot 0's event numbers may shift, keeping their order (A3)
+        renum = True
+        if inst.action in GLOBAL_ACTIONS:
+            same = [n for n in same if not n.endswith(SEQ_FIELDS)]
+            renum = order_iso(replace(s2, claims=s2.claims[:1]), replace(sm, claims=sm.claims[:1]))
+        a1m.append((z3.Implies(m_ok, z3.And(z3.Implies(g, gm), z3.Implies(
+            z3.And(g, gm), z3.And(renum, *(vals[n] == merged[n] for n in same))))),
+            lambda m, lab=inst.label, g=g, gm=gm, same=same, vals=vals, merged=merged:
+            f"{lab} reads {_what_differs(m, g, gm, same, vals, merged)} (beyond totals)"))
         ga, sa, _ = _step(cfg_alt, pol, s_alt, inst, "ch")
         # A1: the guard no stronger for another claim with the same sums or for the stand-in
         # request; the same writes on slot 0, request 0 and the globals
@@ -364,7 +401,8 @@ def check_assumptions(pol: Policy, proved: List[str], timeout_ms: int) -> Dict[s
                       z3.Implies(fp0 > 0, s.seq >= 1), s.requests[1].live >= 0),
                lambda m: "rest_wf is not a sum of per-claim facts"))
     fails = {"A0": check_symmetry(pol, proved, timeout_ms),
-             "A1": _failing(a1, z3.And(wf, inv, alt_ok), timeout_ms),
+             "A1": _failing(a1, z3.And(wf, inv, alt_ok), timeout_ms)
+             + _failing(a1m, z3.And(wf, inv), timeout_ms),
              "A2": _failing(a2, z3.And(wf, inv), timeout_ms)}
     where = seq_uses_ok()
     s3 = renumbered(s, "iso")
@@ -373,6 +411,17 @@ def check_assumptions(pol: Policy, proved: List[str], timeout_ms: int) -> Dict[s
                      CHECKED[c].holds(Z, cfg, pol, s3)), lambda m, c=c: c) for c in proved],
         wf, timeout_ms)
     return fails
+
+
+def _merged_choices(ch: Dict[str, z3.ExprRef]) -> Dict[str, z3.ExprRef]:
+    """Victim choices after merging claims 1 and 2 into slot 1: what was taken of either is
+    taken of the merged claim, nothing of the empty slot."""
+    out = dict(ch)
+    if "take[2]" in ch:
+        out["take[1]"] = ch["take[1]"] + ch["take[2]"]
+        out["take[2]"] = z3.IntVal(0)
+        out["head[2]"] = z3.BoolVal(False)
+    return out
 
 
 def _what_differs(m, g, ga, names, vals, alts) -> str:

@@ -42,7 +42,9 @@ def test_an_action_reading_another_claim_fails_locality(monkeypatch):
                         actions.ActionKind("release", kind.slots, kind.choices, nosy,
                                            kind.effect))
     a = cutoff.check_assumptions(POLICIES["hard_refuse"], list(CHECKED), 20000)
-    assert a["A1"] == ["release[0] reads another claim or request in its guard"]
+    # both checks see it: replacing the claim, and merging it into a total
+    assert a["A1"] == ["release[0] reads another claim or request in its guard",
+                       "release[0] reads another claim or request in its guard (beyond totals)"]
 
 
 def test_sequence_arithmetic_fails_a3(monkeypatch, tmp_path):
@@ -70,3 +72,19 @@ def test_an_action_depending_on_the_slot_fails_symmetry(monkeypatch):
                                            kind.effect))
     assert cutoff.check_symmetry(POLICIES["hard_refuse"], list(CHECKED), 20000) == [
         "submit[0] and submit[1] (claims exchanged)"]
+
+
+def test_an_action_reading_more_than_totals_fails_locality(monkeypatch):
+    # "no other object holds more than 3 blocks" survives replacing one claim by another
+    # with the same sums, but not the rest's stand-ins, which hold totals
+    kind = actions.ACTIONS["release"]
+
+    def by_max(ops, cfg, pol, s, idx, ch):
+        others = [c for k, c in enumerate(s.claims) if k != idx[0]]
+        return ops.And(kind.guard(ops, cfg, pol, s, idx, ch),
+                       *(c.hi - c.lo <= 3 for c in others))
+    monkeypatch.setitem(actions.ACTIONS, "release",
+                        actions.ActionKind("release", kind.slots, kind.choices, by_max,
+                                           kind.effect))
+    a = cutoff.check_assumptions(POLICIES["hard_refuse"], list(CHECKED), 20000)
+    assert a["A1"] == ["release[0] reads another claim or request in its guard (beyond totals)"]
