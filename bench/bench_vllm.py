@@ -108,6 +108,7 @@ def bench_replay(n_workloads: int, seed: int):
     jobs = [workload(rng) for _ in range(n_workloads)]
     recorded = []
     steps = declined = 0
+    diverged: dict = {}
     t0 = time.perf_counter()
     for cfg, trace in jobs:
         pol = POLICIES["hard_demote" if rng.random() < 0.5 else "hard_refuse"]
@@ -118,7 +119,14 @@ def bench_replay(n_workloads: int, seed: int):
             rep = check_refinement(tgt, cfg, pol, trace)
         finally:
             va.pin_blocks, va.unpin_blocks = _pin, _unpin
-        assert rep.ok, rep.divergence.describe() if rep.divergence else rep.initial_diff
+        assert not rep.initial_diff, rep.initial_diff
+        if rep.divergence is not None:
+            # vllm-patched still replays a tick O14 forbids while a deferred request is
+            # answerable (open since issue 15, tests/vllm xfail): the run stops there; its
+            # steps and vLLM calls so far count on both sides, the divergence is reported
+            d = rep.divergence
+            assert d.label.startswith("tick"), d.describe()
+            diverged[d.label] = diverged.get(d.label, 0) + 1
         steps += len(rep.steps)
         declined += len(rep.declined)
         recorded.append((cfg, list(_CALLS)))
@@ -138,10 +146,24 @@ def bench_replay(n_workloads: int, seed: int):
                 getattr(core, name)(*a, **kw)
     raw = time.perf_counter() - t0
     return {"workloads": n_workloads, "spec_steps": steps, "declined_steps": declined,
+            "stopped_at_divergence": diverged,
             "harness_seconds": round(harness, 3), "raw_vllm_seconds": round(raw, 3),
             "spec_steps_per_second": round(steps / harness, 1),
             "raw_vllm_calls": sum(len(c) for _, c in recorded),
             "harness_over_raw": round(harness / raw, 2)}
+
+
+def replay_medians(n_workloads: int, seed: int, repeat: int):
+    """bench_replay `repeat` times on the same workloads: the last run's counts, the medians
+    of the times and of the per-run ratio harness / bare."""
+    runs = [bench_replay(n_workloads, seed) for _ in range(repeat)]
+    out = dict(runs[-1])
+    for k in ("harness_seconds", "raw_vllm_seconds", "spec_steps_per_second",
+              "harness_over_raw"):
+        out[k] = round(statistics.median(r[k] for r in runs), 3)
+    out["repeat"] = repeat
+    out["harness_over_raw_runs"] = [r["harness_over_raw"] for r in runs]
+    return out
 
 
 # --- (b) arbiter overhead on the Scheduler ---------------------------------------------------
@@ -248,11 +270,13 @@ def main(argv=None) -> int:
     ap.add_argument("--workloads", type=int, default=300)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seed", type=int, default=20260601)
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="replay runs (same workloads); medians are reported")
     ap.add_argument("--out", default=str(OUT))
     a = ap.parse_args(argv)
     res = {"vllm_version": va.VLLM_VERSION, "python": platform.python_version(),
            "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
-           "replay": bench_replay(a.workloads, a.seed),
+           "replay": replay_medians(a.workloads, a.seed, a.repeat),
            "scheduler_overhead": [bench_overhead(n, a.steps, a.seed) for n in (4096, 65536)]}
     Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
     print(json.dumps(res, indent=1))

@@ -60,6 +60,8 @@ def parser() -> Parser:
                    help=f"claim slots (1..{MAX_SLOTS}, default 3)")
     p.add_argument("--requests", type=int_in(1, MAX_SLOTS), default=3,
                    help=f"request slots (1..{MAX_SLOTS}, default 3)")
+    p.add_argument("--no-any", action="store_true",
+                   help="skip the proofs for any number of claims and requests (cutoff model)")
     p.add_argument("--jobs", type=int_in(1, MAX_JOBS), default=2,
                    help=f"worker processes (1..{MAX_JOBS}, default 2)")
     p.add_argument("--manifest", type=Path, default=mf.DEFAULT_PATH,
@@ -81,11 +83,16 @@ def _cell(v) -> str:
 
 def _table(runs, obligations) -> str:
     w = 14
-    head = f"{'policy':<34}" + "".join(f"{o:<{w}}" for o in obligations) + "total"
+    head = f"{'policy (slots)':<34}" + "".join(f"{o:<{w}}" for o in obligations) + "total"
     lines = [head, "-" * len(head)]
     for r in runs:
-        lines.append(f"{r.policy:<34}" + "".join(f"{_cell(v):<{w}}" for v in r.verdicts)
-                     + f"{r.seconds:.1f}s")
+        slots = r.verdicts[0].slots if r.verdicts else ""
+        lines.append(f"{r.policy + ' (' + slots + ')':<34}"
+                     + "".join(f"{_cell(v):<{w}}" for v in r.verdicts) + f"{r.seconds:.1f}s")
+        if r.cutoff is not None:
+            lines.append(f"{r.policy + ' (any)':<34}"
+                         + "".join(f"{_cell(v):<{w}}" for v in r.any_verdicts)
+                         + f"{r.cutoff.seconds:.1f}s")
     return "\n".join(lines)
 
 
@@ -109,7 +116,7 @@ def main(argv) -> int:
             raise UsageError(str(e))
         manifest = {"verdicts": {}, "mutations": {}, "sometimes": {}}
     st = Settings(K=a.claims, R=a.requests, depth=a.depth, timeout_s=a.timeout,
-                  obligations=obligations)
+                  obligations=obligations, any_slots=not a.no_any)
     some = [] if a.no_sometimes else [p for p in policies if p in CONFORMANT]
 
     t0 = time.perf_counter()
@@ -131,10 +138,12 @@ def main(argv) -> int:
 
     results = []
     for r in pruns + mruns:
-        for v in r.verdicts:
+        for v in r.verdicts + r.any_verdicts:
             item = {"policy": v.policy, "obligation": v.obligation, "verdict": v.verdict,
-                    "parametric": v.parametric, "seconds": round(v.seconds, 4), "note": v.note,
-                    "claims": st.K, "requests": st.R}
+                    "slots": v.slots, "parametric": v.parametric,
+                    "seconds": round(v.seconds, 4), "note": v.note}
+            if v.slots != "any":
+                item.update(claims=st.K, requests=st.R)
             if v.verdict == "violated":
                 item["depth"] = v.depth
                 item["counterexample"] = save_counterexample(v.trace, a.out)
@@ -150,6 +159,13 @@ def main(argv) -> int:
         "proofs": [{"policy": r.policy, "proved": r.induction.proved,
                     "dropped": r.induction.dropped, "queries": len(r.induction.queries),
                     "seconds": round(r.induction.seconds, 4)} for r in pruns + mruns],
+        "proofs_any": [{"policy": r.policy, "proved": r.cutoff.proved,
+                        "dropped": r.cutoff.induction.dropped,
+                        "assumptions": {a: ("holds" if not f else f)
+                                        for a, f in r.cutoff.assumptions.items()},
+                        "queries": len(r.cutoff.induction.queries),
+                        "seconds": round(r.cutoff.seconds, 4)}
+                       for r in pruns if r.cutoff is not None],
         "mutations": [{"mutation": r.policy,
                        "caught_by": {v.obligation: v.depth for v in r.verdicts
                                      if v.verdict == "violated"}} for r in mruns],

@@ -77,27 +77,63 @@ def prove(pol: Policy, K: int = 3, R: int = 3, timeout_ms: int = 20000,
             res.unknown[cid] = "init"
 
     s, t = sym_state(K, R, "s"), sym_state(K, R, "t")
-    insts = instances(cfg)
-    # Each instance's transition is built once; Houdini rounds reuse it.
-    trans = {inst: transition(cfg, pol, s, t, inst, "ch")[0] for inst in insts}
+    # Terms are built once: each candidate over s and over t, each instance's transition;
+    # Houdini rounds and every instance's query reuse them.
+    pre = {c: CANDIDATES[c].holds(Z, cfg, pol, s) for c in active}
+    post = {c: CANDIDATES[c].holds(Z, cfg, pol, t) for c in active}
+    consecution(res, active, pre, post, wf,
+                {inst: transition(cfg, pol, s, t, inst, "ch")[0] for inst in instances(cfg)},
+                timeout_ms)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def consecution(res: InductionResult, active: List[str], pre, post, base, trans,
+                timeout_ms: int) -> None:
+    """Houdini over `active` (shrunk in place; res.proved is what is left): for each
+    transition, one query asks whether every active candidate survives it; only when one does
+    not is each asked alone, to drop exactly the ones it breaks.  `base` holds in every query
+    (well-formedness, and for the cutoff model the abstraction's side conditions)."""
     changed = True
     while changed:
         changed = False
-        for inst in insts:
+        for label, tr in trans.items():
             solver = z3.Solver()
             solver.set("timeout", timeout_ms)
-            solver.add(wf, trans[inst])
-            solver.add(*[CANDIDATES[c].holds(Z, cfg, pol, s) for c in active])
+            solver.add(base, tr)
+            solver.add(*[pre[c] for c in active])
+            q0 = time.perf_counter()
+            r = _check(solver, z3.And(*[post[c] for c in active]))
+            res.queries.append(QueryTime("*", _label(label), time.perf_counter() - q0, str(r)))
+            if r == z3.unsat:
+                continue
             for cid in list(active):
                 q0 = time.perf_counter()
-                r = _check(solver, CANDIDATES[cid].holds(Z, cfg, pol, t))
-                res.queries.append(QueryTime(cid, inst.label, time.perf_counter() - q0, str(r)))
+                r = _check(solver, post[cid])
+                res.queries.append(QueryTime(cid, _label(label), time.perf_counter() - q0,
+                                             str(r)))
                 if r != z3.unsat:
                     active.remove(cid)
-                    (res.dropped if r == z3.sat else res.unknown)[cid] = inst.label
+                    (res.dropped if r == z3.sat else res.unknown)[cid] = _label(label)
                     changed = True
             if changed:
                 break   # the assumptions shrank: restart the round with the smaller set
-    res.proved = [c for c in active]
-    res.seconds = time.perf_counter() - t0
-    return res
+    res.proved = list(active)
+
+
+def _label(x) -> str:
+    return x if isinstance(x, str) else x.label
+
+
+def seconds_per_candidate(res: InductionResult, ids: List[str]) -> Dict[str, float]:
+    """Solver seconds charged to each candidate: its own queries, plus an equal share of the
+    combined queries ("*") it took part in."""
+    out = {c: 0.0 for c in ids}
+    for q in res.queries:
+        if q.candidate == "*":
+            share = [c for c in ids if c in res.proved] or ids
+            for c in share:
+                out[c] += q.seconds / len(share)
+        elif q.candidate in out:
+            out[q.candidate] += q.seconds
+    return out

@@ -43,6 +43,10 @@ def load(path: Path) -> Dict[str, Any]:
     for mut, v in data["mutations"].items():
         if not isinstance(v, dict) or not isinstance(v.get("caught_by"), dict):
             raise ManifestError(f"manifest {path}: mutations.{mut} needs a caught_by object")
+    for pol, obs in data.get("any", {}).items():
+        if not isinstance(obs, dict) or not all(v in VERDICTS for v in obs.values()):
+            raise ManifestError(f"manifest {path}: any.{pol} must map obligations to a "
+                                f"verdict in {VERDICTS}")
     for pol, gs in data["sometimes"].items():
         if not isinstance(gs, dict) or not all(d is None or isinstance(d, int)
                                                for d in gs.values()):
@@ -66,6 +70,16 @@ def compare(manifest, policy_runs, mutation_runs, sometimes_runs) -> List[str]:
                 if e else None
             if got != want:
                 bad.append(f"{run.policy} {v.obligation}: expected {_fmt(want)}, got {_fmt(got)}")
+        # the proofs for any number of slots, where they ran (a pinned "proved" that comes
+        # back unknown, e.g. an assumption of the cutoff argument stopped holding, differs)
+        pinned = manifest.get("any", {}).get(run.policy)
+        if run.cutoff is not None:
+            for v in run.any_verdicts:
+                want = (pinned or {}).get(v.obligation)
+                if want != v.verdict:
+                    bad.append(f"{run.policy} {v.obligation} (any slots): expected "
+                               f"{want or 'nothing'}, got {v.verdict}"
+                               + (f" ({v.note})" if v.verdict != "proved" else ""))
     for run in mutation_runs:
         name = run.policy.split("/", 1)[1]
         exp = manifest["mutations"].get(name)
@@ -102,6 +116,9 @@ def updated(manifest, policy_runs, mutation_runs, sometimes_runs) -> Dict[str, A
         m["verdicts"][run.policy] = {
             v.obligation: ({"verdict": v.verdict, "depth": v.depth} if v.verdict == "violated"
                            else {"verdict": v.verdict}) for v in run.verdicts}
+        if run.cutoff is not None:
+            m.setdefault("any", {})[run.policy] = {v.obligation: v.verdict
+                                                   for v in run.any_verdicts}
     for run in mutation_runs:
         m["mutations"][run.policy.split("/", 1)[1]] = {
             "mutant_of": run.policy.split("/", 1)[0],

@@ -6,13 +6,14 @@ from __future__ import annotations
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from kvclaims.spec.obligations import CHECKED
 from kvclaims.spec.policy import MUTATIONS, Policy, policy_by_name
 
 from .bmc import Trace, bmc, reach
-from .induction import InductionResult, prove
+from .cutoff import CutoffResult, prove_any
+from .induction import InductionResult, prove, seconds_per_candidate
 from .sometimes import goals
 
 
@@ -26,6 +27,7 @@ class Verdict:
     depth: Optional[int] = None
     trace: Optional[Trace] = None
     note: str = ""
+    slots: str = "3+3"           # "K+R" slots the verdict is for, or "any" (checker/cutoff.py)
 
 
 @dataclass
@@ -34,6 +36,9 @@ class PolicyRun:
     verdicts: List[Verdict]
     induction: InductionResult
     seconds: float
+    # the cutoff proof for any number of claims and requests (conformant policies only)
+    any_verdicts: List[Verdict] = field(default_factory=list)
+    cutoff: Optional[CutoffResult] = None
 
 
 @dataclass
@@ -53,14 +58,34 @@ class Settings:
     depth: int = 8
     timeout_s: float = 60.0
     obligations: List[str] = field(default_factory=lambda: list(CHECKED))
+    # prove the conformant policies for any number of claims and requests too
+    any_slots: bool = True
+
+
+def any_verdicts(cut: CutoffResult, obligations: List[str]) -> List[Verdict]:
+    """Rows with slots "any": proved when the cutoff model proves the candidate and every
+    assumption of the argument holds; otherwise unknown, saying which assumption failed or
+    which action broke the candidate (the K+R rows still stand)."""
+    spent = seconds_per_candidate(cut.induction, obligations)
+    broken = "; ".join(f"{a} fails: {', '.join(f)}" for a, f in cut.assumptions.items() if f)
+    out = []
+    for o in obligations:
+        if o in cut.proved:
+            out.append(Verdict(cut.induction.policy, o, "proved", True, spent.get(o, 0.0),
+                               slots="any", note="inductive in the cutoff model (2 claims, 2 "
+                                                 "requests, the rest as sums): any number"))
+        else:
+            why = broken or ("not inductive in the cutoff model: broken by "
+                             f"{cut.induction.dropped.get(o) or cut.induction.unknown.get(o)}")
+            out.append(Verdict(cut.induction.policy, o, "unknown", False, spent.get(o, 0.0),
+                               slots="any", note=why))
+    return out
 
 
 def check_policy(pol: Policy, st: Settings) -> PolicyRun:
     t0 = time.perf_counter()
     ind = prove(pol, st.K, st.R, timeout_ms=int(st.timeout_s * 1000))
-    spent: Dict[str, float] = {}
-    for q in ind.queries:
-        spent[q.candidate] = spent.get(q.candidate, 0.0) + q.seconds
+    spent = seconds_per_candidate(ind, st.obligations)
     todo = [o for o in st.obligations if o not in ind.proved]
     b = bmc(pol, todo, st.K, st.R, max_depth=st.depth, timeout_ms=int(st.timeout_s * 1000))
     out = []
@@ -79,6 +104,9 @@ def check_policy(pol: Policy, st: Settings) -> PolicyRun:
                 or f"not inductive ({ind.dropped.get(o) or ind.unknown.get(o)})" \
                 f" and no violation within {b.bound} steps"
             out.append(Verdict(pol.name, o, "unknown", False, b.seconds.get(o, 0.0), note=why))
+    slots = f"{st.K}+{st.R}"
+    for v in out:
+        v.slots = slots
     return PolicyRun(pol.name, out, ind, time.perf_counter() - t0)
 
 
@@ -97,6 +125,11 @@ def _policy_job(args):
     return check_policy(policy_by_name(name), st)
 
 
+def _cutoff_job(args):
+    name, st = args
+    return prove_any(policy_by_name(name), timeout_ms=int(st.timeout_s * 1000))
+
+
 def _sometimes_job(args):
     policy, goal_id, st = args
     return check_sometimes(policy, goal_id, st)
@@ -106,17 +139,27 @@ def run_all(policies: List[str], mutations: List[str], sometimes_policies: List[
             st: Settings, jobs: int = 2):
     """Returns (policy runs, mutation runs, sometimes runs), each in a stable order."""
     pol_args = [(n, st) for n in policies] + [(n, st) for n in mutations]
+    cut_args = [(n, st) for n in policies if st.any_slots and policy_by_name(n).conformant]
     som_args = [(p, g.id, st) for p in sometimes_policies for g in goals(p)]
     if jobs <= 1:
+        cr = [_cutoff_job(a) for a in cut_args]
         pr = [_policy_job(a) for a in pol_args]
         sr = [_sometimes_job(a) for a in som_args]
     else:
         with ProcessPoolExecutor(max_workers=jobs) as ex:
+            # the cutoff proofs first: they are the longest single jobs
+            fc = ex.map(_cutoff_job, cut_args)
             fp = ex.map(_policy_job, pol_args)
             fs = ex.map(_sometimes_job, som_args)
-            pr, sr = list(fp), list(fs)
+            cr, pr, sr = list(fc), list(fp), list(fs)
+    cuts = {c.induction.policy: c for c in cr}
+    for r in pr:
+        if r.policy in cuts:
+            r.cutoff = cuts[r.policy]
+            r.any_verdicts = any_verdicts(r.cutoff, st.obligations)
     return pr[:len(policies)], pr[len(policies):], sr
 
 
 __all__ = ["Settings", "Verdict", "PolicyRun", "SometimesRun", "run_all", "check_policy",
+           "any_verdicts",
            "check_sometimes", "MUTATIONS"]

@@ -153,12 +153,19 @@ class Refiner:
     def __init__(self, target, cfg: Config, pol: Policy):
         self.target, self.cfg, self.pol = target, cfg, pol
         target.reset(cfg, pol)
-        self.state = initial_state(cfg)
+        self._enter(initial_state(cfg))
         self.index = 0
-        self.initial_diff = tuple(view_diff(refinement_view(self.state), target.view()))
+        self.initial_diff = tuple(view_diff(self.view, target.view()))
         self._new_events = getattr(target, "new_events", None)
         if self._new_events:
             self._new_events()
+
+    def _enter(self, s: State) -> None:
+        """Move the spec to s; its view and broken obligations are computed once per state
+        (declined steps, most of a random trace, leave it where it is)."""
+        self.state = s
+        self.view = refinement_view(s)
+        self.broken = broken_obligations(self.cfg, self.pol, s)
 
     def step(self, step: Step) -> StepReport:
         cfg, pol, s = self.cfg, self.pol, self.state
@@ -169,12 +176,12 @@ class Refiner:
             return self._group(step, app, got)
         if not app.taken:
             allowed = enabled(C, cfg, pol, s, step, complete_choices(cfg, pol, step))
-            diff = tuple(view_diff(refinement_view(s), self.target.view()))
+            diff = tuple(view_diff(self.view, self.target.view()))
             # a declined step changes nothing; it may only report that it was turned away
             ev = tuple(f"declined but emitted {e['type']}" for e in (got or ())
                        if not e.get("duplicate"))
             return StepReport(self.index, step.label(), False, allowed, app.choices, diff, ev,
-                              broken_obligations(cfg, pol, s), app.note)
+                              self.broken, app.note)
         merged = dict(step.choices)
         merged.update(dict(app.choices))
         ch = complete_choices(cfg, pol, Step(step.action, step.slots, tuple(merged.items())))
@@ -182,11 +189,11 @@ class Refiner:
         if not enabled(C, cfg, pol, s, step, ch):
             return StepReport(self.index, step.label(), True, False, chosen, note=app.note)
         s2, log = successor(C, cfg, pol, s, step, ch, record=True)
-        diff = tuple(view_diff(refinement_view(s2), self.target.view()))
+        self._enter(s2)
+        diff = tuple(view_diff(self.view, self.target.view()))
         ev_diff = _event_diff(log.events, got) if got is not None else ()
-        self.state = s2
         return StepReport(self.index, step.label(), True, True, chosen, diff, ev_diff,
-                          broken_obligations(cfg, pol, s2), app.note)
+                          self.broken, app.note)
 
     def _group(self, step: Step, app: Applied, got) -> StepReport:
         """The target decided things on its own while applying ``step``: each decision must
@@ -208,11 +215,11 @@ class Refiner:
                                   chosen, note=note, decided=len(app.decided))
             s, log = successor(C, cfg, pol, s, d, ch, record=True)
             spec_events += log.events
-        diff = tuple(view_diff(refinement_view(s), self.target.view()))
+        self._enter(s)
+        diff = tuple(view_diff(self.view, self.target.view()))
         ev_diff = _event_diff(spec_events, got) if got is not None else ()
-        self.state = s
         return StepReport(self.index, _group_label(step, labels), app.taken, True,
-                          tuple(chosen_all), diff, ev_diff, broken_obligations(cfg, pol, s),
+                          tuple(chosen_all), diff, ev_diff, self.broken,
                           app.note, decided=len(app.decided))
 
 

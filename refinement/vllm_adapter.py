@@ -25,6 +25,7 @@ Importing this module imports vLLM (about 7 s): import it once per process.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Iterable
 
@@ -60,10 +61,19 @@ def version_tuple(version: str = VLLM_VERSION) -> tuple[int, ...]:
 
 def _accepted(fn: Callable[..., Any], wanted: dict[str, Any]) -> dict[str, Any]:
     """The subset of ``wanted`` keyword arguments that ``fn`` accepts."""
-    params = inspect.signature(fn).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    any_kw, params = _parameters(fn)
+    if any_kw:
         return dict(wanted)
     return {k: v for k, v in wanted.items() if k in params}
+
+
+@functools.lru_cache(maxsize=None)
+def _parameters(fn: Callable[..., Any]) -> tuple[bool, frozenset[str]]:
+    """(takes **kwargs, parameter names) of ``fn``: read once per function, since
+    inspect.signature costs more than the Request it helps build (one per spec step)."""
+    params = inspect.signature(fn).parameters
+    return (any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()),
+            frozenset(params))
 
 
 # --------------------------------------------------------------------------- hashing

@@ -32,6 +32,7 @@ vLLM does no housekeeping eviction outside an allocation, so ``evict`` and
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Dict, List, Optional, Tuple
 
 from kvclaims.model.telemetry import Telemetry
@@ -48,6 +49,17 @@ from .vllm_arbiter import ClaimArbiter
 from .vllm_core import BLOCK_SIZE, VllmCore, object_token_ids
 
 TARGETS = ("vllm-core", "vllm-engine", "vllm-patched", "vllm-patched-engine")
+
+
+@functools.lru_cache(maxsize=4096)
+def object_hashes(oid: str, footprint: int, identity: int) -> Tuple[bytes, ...]:
+    """vLLM's block hashes of object `oid` (its prompt, hashed by vLLM's own hasher): fixed by
+    the arguments, so computed once per process rather than once per run (a run is a few
+    dozen steps; generating and hashing the prompt cost more than replaying them)."""
+    tokens = object_token_ids(oid, footprint, BLOCK_SIZE)
+    probe = va.make_request(f"probe:{oid}", tokens, block_size=BLOCK_SIZE,
+                            cache_salt=salt(identity))
+    return tuple(va.request_block_hashes(probe))
 
 
 def salt(identity: int) -> str:
@@ -84,10 +96,7 @@ class _VllmTarget:
                                     block_size=BLOCK_SIZE)
         for i, cc in enumerate(cfg.claims):
             oid = f"obj{i}"
-            tokens = object_token_ids(oid, cc.footprint, BLOCK_SIZE)
-            probe = va.make_request(f"probe:{oid}", tokens, block_size=BLOCK_SIZE,
-                                    cache_salt=salt(cc.identity))
-            self.arb.register_object(oid, va.request_block_hashes(probe),
+            self.arb.register_object(oid, list(object_hashes(oid, cc.footprint, cc.identity)),
                                      owner=f"tenant{cc.owner}", salt=salt(cc.identity))
         self._seen = 0
         self._waited: Dict[int, int] = {}     # request slot -> ticks waited while answerable

@@ -51,23 +51,42 @@ def test_small_run_matches_manifest_and_reports(tmp_path):
              "--out", str(tmp_path / "out")], tmp_path)
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "out" / "check-spec.json").read_text())
-    got = {(x["policy"], x["obligation"]): x for x in rep["results"]}
-    assert set(got) == {("misattribute", "O8"), ("misattribute", "O3"),
-                        ("hard_refuse", "O8"), ("hard_refuse", "O3")}
-    v = got[("misattribute", "O8")]
+    got = {(x["policy"], x["obligation"], x["slots"]): x for x in rep["results"]}
+    # the conformant policy is proved for 3+3 and, in the cutoff model, for any number
+    assert set(got) == {("misattribute", "O8", "3+3"), ("misattribute", "O3", "3+3"),
+                        ("hard_refuse", "O8", "3+3"), ("hard_refuse", "O3", "3+3"),
+                        ("hard_refuse", "O8", "any"), ("hard_refuse", "O3", "any")}
+    v = got[("misattribute", "O8", "3+3")]
     assert v["verdict"] == "violated" and v["depth"] == 1 and v["parametric"] is False
     assert Path(v["counterexample"]).exists()
-    for key in [("misattribute", "O3"), ("hard_refuse", "O8"), ("hard_refuse", "O3")]:
+    for key in [("misattribute", "O3", "3+3"), ("hard_refuse", "O8", "3+3"),
+                ("hard_refuse", "O3", "3+3"), ("hard_refuse", "O8", "any"),
+                ("hard_refuse", "O3", "any")]:
         assert got[key]["verdict"] == "proved" and got[key]["parametric"] is True
+    assert set(rep["proofs_any"][0]["assumptions"].values()) == {"holds"}
     assert rep["mismatches"] == []
 
 
-def test_flipped_expectation_exits_12(tmp_path):
+def _with_flipped_manifest(tmp_path, flip, args):
+    """Run `kvclaims check` on a copy of the manifest changed by `flip`."""
     m = json.loads(DEFAULT_PATH.read_text())
-    m["verdicts"]["late_release"]["O4"] = {"verdict": "proved"}
+    flip(m)
     p = tmp_path / "m.json"
     p.write_text(json.dumps(m))
-    r = run(["--policy", "late_release", "--obligation", "O4", "--no-sometimes",
-             "--manifest", str(p), "--out", str(tmp_path / "out")], tmp_path)
+    return run(args + ["--no-sometimes", "--manifest", str(p), "--out", str(tmp_path / "out")],
+               tmp_path)
+
+
+def test_flipped_expectation_exits_12(tmp_path):
+    r = _with_flipped_manifest(
+        tmp_path, lambda m: m["verdicts"]["late_release"].update(O4={"verdict": "proved"}),
+        ["--policy", "late_release", "--obligation", "O4"])
     assert r.returncode == 12
     assert "late_release O4: expected proved, got violated at depth 4" in r.stderr
+
+
+def test_any_slots_verdict_is_pinned(tmp_path):
+    r = _with_flipped_manifest(tmp_path, lambda m: m["any"]["hard_demote"].update(O13="unknown"),
+                               ["--policy", "hard_demote", "--obligation", "O13"])
+    assert r.returncode == 12
+    assert "hard_demote O13 (any slots): expected unknown, got proved" in r.stderr

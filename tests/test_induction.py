@@ -15,10 +15,12 @@ def test_conformant_policies_prove_everything(policy):
     r = prove(POLICIES[policy], K=3, R=3)
     assert r.proved == ALL
     assert r.dropped == {} and r.unknown == {}
-    # one initiation query per candidate, then one per (action instance, candidate):
-    # 14 actions give 50 instances over 3 claims and 3 requests
+    # one initiation query per candidate, then one combined query per action instance (all
+    # candidates survive it, so none is asked alone): 14 actions give 50 instances over 3
+    # claims and 3 requests
     assert len(instances(sym_config(3, 3))) == 50
-    assert len(r.queries) == len(ALL) * (1 + 50)
+    assert len(r.queries) == len(ALL) + 50
+    assert [q.candidate for q in r.queries[len(ALL):]] == ["*"] * 50
 
 
 @pytest.mark.parametrize("policy", ["hard_refuse", "hard_demote"])
