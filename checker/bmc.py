@@ -45,14 +45,17 @@ class Unrolling:
     """Initial state and k transitions over one solver; `extend` adds a frame."""
 
     def __init__(self, pol: Policy, K: int, R: int, timeout_ms: int,
-                 config: Optional[Config] = None):
+                 config: Optional[Config] = None, start_free: bool = False):
+        """start_free: the first frame is any state (the caller constrains it), not the
+        initial one: used to prove a goal unreachable from every invariant state."""
         self.pol = pol
         self.cfg = lift_config(config) if config is not None else sym_config(K, R)
         self.insts = instances(self.cfg)
         self.solver = z3.Solver()
         self.solver.set("timeout", timeout_ms)
         self.solver.add(well_formed(Z, self.cfg))
-        self.states = [sym_initial(self.cfg)]
+        self.states = [sym_state(self.cfg.K, self.cfg.R, "s0") if start_free
+                       else sym_initial(self.cfg)]
         self.sels: List[z3.ArithRef] = []
         self.choices: List[list] = []
 

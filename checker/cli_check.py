@@ -134,7 +134,10 @@ def main(argv) -> int:
         for s in sruns:
             print(f"  {s.policy:<12} {s.goal:<32} "
                   + (f"reached at depth {s.depth}" if s.depth is not None
-                     else f"unreachable within {max(st.depth, 10)} steps"))
+                     else f"unreachable (proved: inductive {s.unreachable.slots}"
+                          + (f", lemma: {s.unreachable.lemma}" if s.unreachable.lemma else "")
+                          + ")" if s.unreachable is not None
+                     else f"not reached within {max(st.depth, 10)} steps (unknown)"))
 
     results = []
     for r in pruns + mruns:
@@ -170,6 +173,10 @@ def main(argv) -> int:
                        "caught_by": {v.obligation: v.depth for v in r.verdicts
                                      if v.verdict == "violated"}} for r in mruns],
         "sometimes": [{"policy": s.policy, "goal": s.goal, "doc": s.doc, "depth": s.depth,
+                       "outcome": s.outcome,
+                       "unreachable": None if s.unreachable is None else {
+                           "invariants": list(s.unreachable.invariants),
+                           "lemma": s.unreachable.lemma, "slots": s.unreachable.slots},
                        "seconds": round(s.seconds, 4)} for s in sruns],
         "mismatches": mismatches,
     }

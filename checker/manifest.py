@@ -48,10 +48,11 @@ def load(path: Path) -> Dict[str, Any]:
             raise ManifestError(f"manifest {path}: any.{pol} must map obligations to a "
                                 f"verdict in {VERDICTS}")
     for pol, gs in data["sometimes"].items():
-        if not isinstance(gs, dict) or not all(d is None or isinstance(d, int)
-                                               for d in gs.values()):
-            raise ManifestError(f"manifest {path}: sometimes.{pol} must map goals to a depth "
-                                f"or null")
+        if not isinstance(gs, dict) or not all(
+                d is None or d == "unreachable" or (isinstance(d, int) and not isinstance(d, bool))
+                for d in gs.values()):
+            raise ManifestError(f"manifest {path}: sometimes.{pol} must map goals to a depth, "
+                                f"\"unreachable\" or null")
     return data
 
 
@@ -94,10 +95,15 @@ def compare(manifest, policy_runs, mutation_runs, sometimes_runs) -> List[str]:
         exp = manifest["sometimes"].get(s.policy, {})
         if s.goal not in exp:
             bad.append(f"sometimes {s.policy} {s.goal}: not in the manifest")
-        elif exp[s.goal] != s.depth:
-            bad.append(f"sometimes {s.policy} {s.goal}: expected depth {exp[s.goal]}, "
-                       f"got {s.depth}")
+        elif exp[s.goal] != s.outcome:
+            bad.append(f"sometimes {s.policy} {s.goal}: expected {_reach(exp[s.goal])}, "
+                       f"got {_reach(s.outcome)}")
     return bad
+
+
+def _reach(v) -> str:
+    return {None: "not reached within the bound", "unreachable": "unreachable (proved)"}.get(
+        v, f"depth {v}")
 
 
 def _fmt(v: Tuple) -> str:
@@ -125,5 +131,5 @@ def updated(manifest, policy_runs, mutation_runs, sometimes_runs) -> Dict[str, A
             "caught_by": {v.obligation: v.depth for v in run.verdicts
                           if v.verdict == "violated"}}
     for s in sometimes_runs:
-        m["sometimes"].setdefault(s.policy, {})[s.goal] = s.depth
+        m["sometimes"].setdefault(s.policy, {})[s.goal] = s.outcome
     return m

@@ -15,6 +15,7 @@ from .bmc import Trace, bmc, reach
 from .cutoff import CutoffResult, prove_any
 from .induction import InductionResult, prove, seconds_per_candidate
 from .sometimes import goals
+from .unreachable import Unreachable, prove_unreachable
 
 
 @dataclass
@@ -49,6 +50,13 @@ class SometimesRun:
     depth: Optional[int]         # None: not reached within the bound
     seconds: float
     trace: Optional[Trace] = None
+    unreachable: Optional[Unreachable] = None   # a proof that no run reaches the goal
+
+    @property
+    def outcome(self):
+        """The manifest's value: the shortest depth, "unreachable" (proved), or None (not
+        reached within the bound: unknown)."""
+        return "unreachable" if self.unreachable is not None else self.depth
 
 
 @dataclass
@@ -113,7 +121,15 @@ def check_policy(pol: Policy, st: Settings) -> PolicyRun:
 def check_sometimes(policy: str, goal_id: str, st: Settings) -> SometimesRun:
     g = next(g for g in goals(policy) if g.id == goal_id)
     t0 = time.perf_counter()
-    tr = reach(policy_by_name(policy), g.id, g.goal, st.K, st.R,
+    pol = policy_by_name(policy)
+    # the proof first: it is one Houdini run (shared by the worker's goals) and one step,
+    # where the bounded search of an unreachable goal unrolls every depth
+    proof = prove_unreachable(pol, g.goal, st.K, st.R, g.config, int(st.timeout_s * 1000),
+                              g.lemma, g.lemma_doc)
+    if proof is not None:
+        return SometimesRun(policy, g.id, g.doc, None, time.perf_counter() - t0,
+                            unreachable=proof)
+    tr = reach(pol, g.id, g.goal, st.K, st.R,
                max_depth=max(st.depth, 10), config=g.config,
                timeout_ms=int(st.timeout_s * 1000))
     return SometimesRun(policy, g.id, g.doc, tr.depth if tr else None,

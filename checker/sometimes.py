@@ -24,6 +24,14 @@ class Sometimes:
     doc: str
     goal: Callable[[Unrolling], object]
     config: Optional[Config] = None     # None: symbolic (any sizes)
+    # for a goal expected unreachable: a state predicate excluding it, proved inductive
+    # (checker/unreachable.py), with a sentence saying what it states
+    lemma: Optional[Callable[[Config, object], object]] = None
+    lemma_doc: Optional[str] = None
+
+
+def _claim0_not_demoted(cfg: Config, s):
+    return s.claims[0].status != int(CS.DEMOTED)
 
 
 def _any_request(u: Unrolling, f):
@@ -126,11 +134,12 @@ def goals(policy_name: str) -> List[Sometimes]:
                   "demotable claim was demoted, at 60/70/80",
                   lambda u: z3.And(u.states[-1].requests[0].status == int(RS.RUNNING),
                                    u.states[-1].claims[0].status == int(CS.DEMOTED)),
-                  REFERENCE_DEMOTABLE_60_70_80),
+                  REFERENCE_DEMOTABLE_60_70_80, _claim0_not_demoted,
+                  "the demotable claim is never demoted"),
         Sometimes("hard_claim_never_demoted_60_70_80", "the hard claim is demoted at 60/70/80 "
                   "(must be unreachable: hard_demote refuses behind a hard claim)",
                   lambda u: u.states[-1].claims[0].status == int(CS.DEMOTED),
-                  REFERENCE_60_70_80),
+                  REFERENCE_60_70_80, _claim0_not_demoted, "the hard claim is never demoted"),
         Sometimes("waiting_conflict", "a protected resident claim, a pending request with "
                   "need <= usable and need > unprotected supply, feasible (it must wait)",
                   _waiting_conflict, WAITING),

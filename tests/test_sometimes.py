@@ -37,10 +37,43 @@ def test_60_70_80_refusal_witness_is_the_paper_scenario():
 
 @pytest.mark.parametrize("policy", ["hard_refuse", "hard_demote"])
 def test_every_action_fires(policy):
-    unreachable = []
-    for g in goals(policy):
-        if g.id.startswith("action:"):
-            if check_sometimes(policy, g.id, ST).depth is None:
-                unreachable.append(g.id)
-    # hard_refuse never demotes: that is the one difference between the two
-    assert unreachable == (["action:demote"] if policy == "hard_refuse" else [])
+    outcomes = {g.id: check_sometimes(policy, g.id, ST).outcome
+                for g in goals(policy) if g.id.startswith("action:")}
+    # hard_refuse never demotes: that is the one difference between the two, and it is a
+    # proof, not a bound
+    assert {g for g, o in outcomes.items() if not isinstance(o, int)} == \
+        ({"action:demote"} if policy == "hard_refuse" else set())
+    if policy == "hard_refuse":
+        assert outcomes["action:demote"] == "unreachable"
+
+
+@pytest.mark.parametrize("policy,goal,slots,lemma", [
+    ("hard_refuse", "action:demote", "3+3", None),
+    ("hard_refuse", "served_after_demotion_60_70_80", "1+1",
+     "the demotable claim is never demoted"),
+    ("hard_refuse", "hard_claim_never_demoted_60_70_80", "1+1", "the hard claim is never demoted"),
+    ("hard_demote", "hard_claim_never_demoted_60_70_80", "1+1", "the hard claim is never demoted"),
+])
+def test_expected_unreachable_goals_are_proved_unreachable(policy, goal, slots, lemma):
+    r = check_sometimes(policy, goal, ST)
+    assert (r.outcome, r.depth, r.trace) == ("unreachable", None, None)
+    assert (r.unreachable.slots, r.unreachable.lemma) == (slots, lemma)
+    assert "O13" in r.unreachable.invariants
+
+
+@pytest.mark.parametrize("policy,goal,depth", [
+    # the mutant that demotes hard claims: the lemma is not kept, so no proof; the bounded
+    # search finds the demotion the proof would have hidden
+    ("demote_hard_claim", "hard_claim_never_demoted_60_70_80", 4),
+    # reachable goals are never "proved" unreachable
+    ("hard_demote", "served_after_demotion_60_70_80", 5),
+])
+def test_no_unreachability_proof_for_a_reachable_goal(policy, goal, depth):
+    from kvclaims.checker.unreachable import prove_unreachable
+    from kvclaims.spec.policy import policy_by_name
+    g = next(g for g in goals("hard_demote") if g.id == goal)
+    assert prove_unreachable(policy_by_name(policy), g.goal, 3, 3, g.config, 60000,
+                             g.lemma, g.lemma_doc) is None
+    from kvclaims.checker.bmc import reach
+    tr = reach(policy_by_name(policy), g.id, g.goal, max_depth=6, config=g.config)
+    assert tr is not None and tr.depth == depth
