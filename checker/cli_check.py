@@ -54,6 +54,9 @@ def parser() -> Parser:
     p.add_argument("--no-sometimes", action="store_true", help="skip the non-vacuity goals")
     p.add_argument("--depth", type=int_in(0, MAX_DEPTH), default=8,
                    help=f"BMC bound in steps (0..{MAX_DEPTH}, default 8)")
+    p.add_argument("--mutation-depth", type=int_in(0, MAX_DEPTH), default=6,
+                   help=f"BMC bound for the seeded mutations (0..{MAX_DEPTH}, default 6: "
+                        "every kill in the manifest is at most 6 steps)")
     p.add_argument("--timeout", type=float_in(0.001, 86400), default=60.0,
                    help="seconds per solver query (0.001..86400, default 60)")
     p.add_argument("--claims", type=int_in(1, MAX_SLOTS), default=3,
@@ -115,7 +118,8 @@ def main(argv) -> int:
         if not (a.write_manifest and not a.manifest.exists()):
             raise UsageError(str(e))
         manifest = {"verdicts": {}, "mutations": {}, "sometimes": {}}
-    st = Settings(K=a.claims, R=a.requests, depth=a.depth, timeout_s=a.timeout,
+    st = Settings(K=a.claims, R=a.requests, depth=a.depth, mutation_depth=a.mutation_depth,
+                  timeout_s=a.timeout,
                   obligations=obligations, any_slots=not a.no_any)
     some = [] if a.no_sometimes else [p for p in policies if p in CONFORMANT]
 
@@ -140,7 +144,7 @@ def main(argv) -> int:
                      else f"not reached within {max(st.depth, 10)} steps (unknown)"))
 
     results = []
-    for r in pruns + mruns:
+    for r, bound in [(r, st.depth) for r in pruns] + [(r, st.mutation_depth) for r in mruns]:
         for v in r.verdicts + r.any_verdicts:
             item = {"policy": v.policy, "obligation": v.obligation, "verdict": v.verdict,
                     "slots": v.slots, "parametric": v.parametric,
@@ -151,11 +155,12 @@ def main(argv) -> int:
                 item["depth"] = v.depth
                 item["counterexample"] = save_counterexample(v.trace, a.out)
             if v.verdict == "unknown":
-                item["bound"] = st.depth
+                item["bound"] = bound
             results.append(item)
     mismatches = mf.compare(manifest, pruns, mruns, sruns) if not a.write_manifest else []
     report = {
         "settings": {"claims": st.K, "requests": st.R, "bmc_depth": st.depth,
+                     "mutation_bmc_depth": st.mutation_depth,
                      "timeout_s": st.timeout_s, "jobs": a.jobs},
         "wall_seconds": round(wall, 3),
         "results": results,

@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("out"))
     p.add_argument("--manifest", type=Path, default=mf.DEFAULT_PATH)
     a = p.parse_args(argv)
-    st = Settings(depth=a.depth)
+    st = Settings(depth=a.depth, mutation_depth=a.depth)   # the score searches every mutation to --depth
     _, runs, _ = run_all([], list(MUTATIONS), [], st, jobs=a.jobs)
     manifest = mf.load(a.manifest)
     rows, killed = [], 0
