@@ -99,6 +99,15 @@ def _table(runs, obligations) -> str:
     return "\n".join(lines)
 
 
+def _reach_line(s, bound: int) -> str:
+    if s.depth is not None:
+        return f"reached at depth {s.depth}"
+    if s.unreachable is None:
+        return f"not reached within {bound} steps (unknown)"
+    lemma = f", lemma: {s.unreachable.lemma}" if s.unreachable.lemma else ""
+    return f"unreachable (proved: inductive {s.unreachable.slots}{lemma})"
+
+
 def main(argv) -> int:
     a = parser().parse_args(argv)
     policies = _names(a.policy, list(POLICIES), "policy") or list(POLICIES)
@@ -136,12 +145,7 @@ def main(argv) -> int:
     if sruns:
         print("\nnon-vacuity (sometimes)")
         for s in sruns:
-            print(f"  {s.policy:<12} {s.goal:<32} "
-                  + (f"reached at depth {s.depth}" if s.depth is not None
-                     else f"unreachable (proved: inductive {s.unreachable.slots}"
-                          + (f", lemma: {s.unreachable.lemma}" if s.unreachable.lemma else "")
-                          + ")" if s.unreachable is not None
-                     else f"not reached within {max(st.depth, 10)} steps (unknown)"))
+            print(f"  {s.policy:<12} {s.goal:<32} {_reach_line(s, max(st.depth, 10))}")
 
     results = []
     for r, bound in [(r, st.depth) for r in pruns] + [(r, st.mutation_depth) for r in mruns]:

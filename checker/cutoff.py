@@ -58,7 +58,7 @@ from kvclaims.spec.state import (ClaimConfig, ClaimState, Config, RequestConfig,
                                  replace_request, resident, responsible)
 from kvclaims.spec.vocab import ClaimStatus as CS, Mode, PROTECTED_MODES, RequestStatus as RS
 
-from .induction import InductionResult, QueryTime, consecution
+from .induction import InductionResult, QueryTime, conjunction, consecution
 from .symbolic import Instance, instances, lift_state, sym_config, sym_state
 
 KD, RD = 2, 2                    # distinguished claim and request slots
@@ -317,7 +317,7 @@ def check_assumptions(pol: Policy, proved: List[str], timeout_ms: int) -> Dict[s
     cfg = sym_config(K, R, "a")
     s = sym_state(K, R, "a")
     wf = z3.And(*(c for c, _ in config_errors(Z, cfg)))
-    inv = z3.And(*(CHECKED[c].holds(Z, cfg, pol, s) for c in proved))
+    inv = conjunction(cfg, pol, s, proved)
     # s_alt: claim 1 replaced by another claim with the same aggregates, request 1 by the
     # stand-in running request with the same live blocks
     alt_cfg_c = sym_config(K, R, "b").claims[1]

@@ -45,6 +45,11 @@ class InductionResult:
     R: int = 3
 
 
+def conjunction(cfg, pol: Policy, s, ids) -> z3.BoolRef:
+    """The candidates `ids` (e.g. what Houdini proved) all hold in state s."""
+    return z3.And(*(CANDIDATES[c].holds(Z, cfg, pol, s) for c in ids))
+
+
 def _check(solver: z3.Solver, goal) -> z3.CheckSatResult:
     solver.push()
     solver.add(z3.Not(goal))

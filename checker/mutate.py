@@ -25,7 +25,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("out"))
     p.add_argument("--manifest", type=Path, default=mf.DEFAULT_PATH)
     a = p.parse_args(argv)
-    st = Settings(depth=a.depth, mutation_depth=a.depth)   # the score searches every mutation to --depth
+    # the score searches every mutation to --depth, not to check's shorter mutation bound
+    st = Settings(depth=a.depth, mutation_depth=a.depth)
     _, runs, _ = run_all([], list(MUTATIONS), [], st, jobs=a.jobs)
     manifest = mf.load(a.manifest)
     rows, killed = [], 0

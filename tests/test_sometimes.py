@@ -2,8 +2,11 @@
 action, really happen; a proof over a spec where they could not would prove nothing."""
 import pytest
 
+from kvclaims.checker.bmc import reach
 from kvclaims.checker.run import Settings, check_sometimes
 from kvclaims.checker.sometimes import goals
+from kvclaims.checker.unreachable import prove_unreachable
+from kvclaims.spec.policy import policy_by_name
 from kvclaims.spec.vocab import ClaimStatus as CS, RequestStatus as RS
 
 ST = Settings(depth=6, timeout_s=60)
@@ -69,11 +72,8 @@ def test_expected_unreachable_goals_are_proved_unreachable(policy, goal, slots, 
     ("hard_demote", "served_after_demotion_60_70_80", 5),
 ])
 def test_no_unreachability_proof_for_a_reachable_goal(policy, goal, depth):
-    from kvclaims.checker.unreachable import prove_unreachable
-    from kvclaims.spec.policy import policy_by_name
     g = next(g for g in goals("hard_demote") if g.id == goal)
     assert prove_unreachable(policy_by_name(policy), g.goal, 3, 3, g.config, 60000,
                              g.lemma, g.lemma_doc) is None
-    from kvclaims.checker.bmc import reach
     tr = reach(policy_by_name(policy), g.id, g.goal, max_depth=6, config=g.config)
     assert tr is not None and tr.depth == depth
